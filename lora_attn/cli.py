@@ -1,0 +1,154 @@
+"""The ``lora-attn`` command line: ``simulate``, ``theory``, ``sweep``, ``validate``.
+
+Every subcommand takes one flag per parameter of :class:`lora_attn.params.Params` (defaults as
+MODEL.md §6); parameters are validated before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Sequence
+
+from lora_attn.params import SIGMAS, ParameterError, Params
+
+_DEFAULTS = Params()
+
+
+def _float_or_inf(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (or 'inf'), got {text!r}") from None
+
+
+def _recalibration(text: str) -> float | str:
+    if text == "optimal":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'optimal', got {text!r}") from None
+
+
+def add_param_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per parameter (MODEL.md §5 symbols in the help)."""
+    g = parser.add_argument_group("model parameters (MODEL.md §5)")
+    d = _DEFAULTS
+    g.add_argument("--T", type=int, default=d.T, help=f"sequence length T (default {d.T})")
+    g.add_argument("--sigma", choices=SIGMAS, default=d.sigma, help=f"activation σ (default {d.sigma})")
+    g.add_argument("--beta", type=float, default=d.beta, help=f"softmax inverse temperature β (default {d.beta})")
+    g.add_argument("--kappa0", type=float, default=d.kappa0, help=f"teacher width ratio κ0 (default {d.kappa0})")
+    g.add_argument("--kappa", type=float, default=d.kappa, help=f"student width ratio κ (default {d.kappa})")
+    g.add_argument("--alpha", type=float, default=d.alpha, help=f"pre-training ratio α = N/D² (default {d.alpha})")
+    g.add_argument("--alpha-prime", type=float, default=d.alpha_prime,
+                   help=f"fine-tuning ratio α' = N'/D (default {d.alpha_prime})")
+    g.add_argument("--lam", type=float, default=d.lam, help=f"pre-training weight decay λ (default {d.lam})")
+    g.add_argument("--lam-prime", type=_float_or_inf, default=d.lam_prime,
+                   help=f"fine-tuning ridge λ' ('inf' = frozen) (default {d.lam_prime})")
+    g.add_argument("--delta", type=float, default=d.delta, help=f"pre-activation noise Δ (default {d.delta})")
+    g.add_argument("--reuse", type=float, default=d.reuse, help=f"reused fraction e ∈ [0,1] (default {d.reuse})")
+    g.add_argument("--recalibrate", type=_recalibration, default=d.recalibrate,
+                   help="recalibration β_W: a number > 0 or 'optimal' (= M/Q) (default: none, β_W = 1)")
+    g.add_argument("--active-rho", type=float, default=d.active_rho,
+                   help="active fine-tuning: kept fraction ρ ∈ (0,1] of the pool (default: no selection)")
+    g.add_argument("--pool-ratio", type=float, default=d.pool_ratio,
+                   help=f"active pool ratio ᾱ' (pool ⌊ᾱ'D⌋) (default {d.pool_ratio})")
+
+
+def params_from_args(args: argparse.Namespace) -> Params:
+    """Build (and validate) :class:`Params` from parsed flags."""
+    return Params(
+        T=args.T, sigma=args.sigma, beta=args.beta, kappa0=args.kappa0, kappa=args.kappa, alpha=args.alpha,
+        alpha_prime=args.alpha_prime, lam=args.lam, lam_prime=args.lam_prime, delta=args.delta,
+        reuse=args.reuse, recalibrate=args.recalibrate, active_rho=args.active_rho, pool_ratio=args.pool_ratio,
+    )
+
+
+def _fmt(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:.6g}" if isinstance(x, float) else str(x)
+
+
+def _print_table(result) -> None:
+    p = result.params
+    print(f"lora-attn simulate: D = {result.D}, seeds = {result.seeds} (base seed {result.seed})")
+    print("params: " + ", ".join(f"{k}={v}" for k, v in p.to_dict().items()))
+    width = max(len(n) for n in result.observables)
+    print(f"{'observable':<{width}}  {'mean':>12}  {'sem':>10}")
+    for name, mean in result.observables.items():
+        print(f"{name:<{width}}  {_fmt(mean):>12}  {_fmt(result.sem[name]):>10}")
+    diag = result.per_seed
+    for col in ("pretrain_grad_norm", "finetune_grad_norm"):
+        print(f"{col} (max over seeds): {_fmt(float(diag[col].max()))}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    params = params_from_args(args)
+    from simulate import run  # JAX is imported only when needed
+
+    result = run(params, args.D, args.seeds, seed=args.seed, n_test=args.n_test, n_restarts=args.restarts,
+                 pretrain_solver=args.pretrain_solver, progress=not args.json)
+    if args.json:
+        json.dump(result.to_json_dict(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print_table(result)
+    return 0
+
+
+def _not_available(name: str, issue: int):
+    def cmd(args: argparse.Namespace) -> int:
+        params_from_args(args)
+        print(f"lora-attn {name}: not available yet — it is built by issue #{issue} and has not landed. "
+              "No numbers are produced.", file=sys.stderr)
+        return 3
+
+    return cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-attn",
+        description="Theory and finite-size simulation of LoRA fine-tuning of a tied attention layer.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="finite-D simulation of both stages (the ground truth)")
+    add_param_flags(sim)
+    sim.add_argument("--D", type=int, required=True, help="embedding dimension D")
+    sim.add_argument("--seeds", type=int, default=1, help="number of independent seeds averaged (default 1)")
+    sim.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    sim.add_argument("--n-test", type=int, default=None, help="fresh test sequences (default 10·D)")
+    sim.add_argument("--restarts", type=int, default=3, help="fine-tuning restarts (default 3)")
+    sim.add_argument("--pretrain-solver", choices=("lbfgs", "convex"), default="lbfgs",
+                     help="train W by L-BFGS (default) or solve the convex S ⪰ 0 problem (linear σ, κ ≥ 1)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.set_defaults(func=cmd_simulate)
+
+    for name, issue, text in (
+        ("theory", 4, "asymptotic theory of both stages"),
+        ("sweep", 7, "parameter sweeps as tidy tables"),
+        ("validate", 7, "theory against simulation"),
+    ):
+        p = sub.add_parser(name, help=f"{text} (not available yet)")
+        add_param_flags(p)
+        p.set_defaults(func=_not_available(name, issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ParameterError as err:
+        print(f"lora-attn: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Teachers, sequences, noise and labels of MODEL.md §2. Every sampler takes its key first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from simulate.layer import activation, attention_preactivation, lora_preactivation, token_gram
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """Pre-training teacher ``W0 ∈ R^{D×P0}`` and fine-tuning direction ``w* ∈ R^D``, i.i.d. N(0, 1)."""
+
+    W0: Array
+    w_star: Array
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of ``n`` sequences with everything a loss needs.
+
+    Attributes:
+        X: tokens, ``(n, T, D)``.
+        Z: pre-activation noise, ``(n, T, T)`` symmetric, ``Z_aa ~ N(0,1)``, ``Z_ab ~ N(0,1/2)``.
+        A0: teacher pre-activations ``A_{W0}(X)``.
+        R_star: teacher LoRA pre-activations ``R_{w*}(X)``.
+        G: token Gram ``X Xᵀ / D``.
+    """
+
+    X: Array
+    Z: Array
+    A0: Array
+    R_star: Array
+    G: Array
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def take(self, idx: Array) -> "Batch":
+        """The sub-batch of the sequences ``idx`` (each keeps its own noise)."""
+        return Batch(*(a[idx] for a in (self.X, self.Z, self.A0, self.R_star, self.G)))
+
+    def pretrain_target(self, delta: float, sigma: str, beta: float) -> Array:
+        """``B = σ(A_{W0} + √Δ Z)``: the pre-training labels are ``y = B X``."""
+        return activation(self.A0 + jnp.sqrt(delta) * self.Z, sigma, beta)
+
+    def finetune_target(self, delta: float, sigma: str, beta: float) -> Array:
+        """``B' = σ(A_{W0} + R_{w*} + √Δ Z)``: the fine-tuning labels are ``y' = B' X``."""
+        return activation(self.A0 + self.R_star + jnp.sqrt(delta) * self.Z, sigma, beta)
+
+
+def sample_teacher(key: Array, D: int, P0: int) -> Teacher:
+    """``W0`` with ``P0`` columns and ``w*``, all entries i.i.d. N(0, 1)."""
+    k0, k1 = jax.random.split(key)
+    return Teacher(W0=jax.random.normal(k0, (D, P0)), w_star=jax.random.normal(k1, (D,)))
+
+
+def sample_noise(key: Array, n: int, T: int) -> Array:
+    """Symmetric ``Z = (G + Gᵀ)/2`` with G i.i.d. N(0,1): ``Z_aa ~ N(0,1)``, ``Z_ab = Z_ba ~ N(0,1/2)``."""
+    G = jax.random.normal(key, (n, T, T))
+    return 0.5 * (G + jnp.swapaxes(G, 1, 2))
+
+
+def sample_batch(key: Array, n: int, T: int, teacher: Teacher) -> Batch:
+    """``n`` fresh sequences ``X`` (i.i.d. N(0,1) tokens) with their noise and teacher pre-activations."""
+    D = teacher.W0.shape[0]
+    kx, kz = jax.random.split(key)
+    X = jax.random.normal(kx, (n, T, D))
+    return Batch(
+        X=X,
+        Z=sample_noise(kz, n, T),
+        A0=attention_preactivation(X, teacher.W0),
+        R_star=lora_preactivation(X, teacher.w_star),
+        G=token_gram(X),
+    )

@@ -1,0 +1,341 @@
+"""One simulation point: both stages at finite ``D``, every observable of MODEL.md §4, seed-averaged."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax import Array
+
+from lora_attn.params import ParameterError, Params
+from simulate.data import Batch, Teacher, sample_batch, sample_teacher
+from simulate.finetune import finetune_data_term, train_finetune
+from simulate.layer import activation, attention_preactivation, lora_preactivation, output_sq_error
+from simulate.pretrain import pretrain_data_term, train_pretrain, train_pretrain_convex
+from simulate.selection import frozen_score, n_kept, select_lowest, select_random
+
+#: Observables of MODEL.md §4, in the order they are reported.
+OBSERVABLES = (
+    "Q0", "Q", "M", "E_pre", "L_pre",
+    "q0", "q", "m", "o_w", "E_ft", "L_ft", "E_frozen", "delta_eff",
+)
+#: With active selection, the same fine-tuning observables for a random subset of the same size.
+RANDOM_CONTROL = ("q", "m", "o_w", "E_ft", "L_ft", "delta_eff")
+
+PRETRAIN_SOLVERS = ("lbfgs", "convex")
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """One seed: ``observables`` (MODEL.md names; ``*_random`` for the random control) and diagnostics.
+
+    ``state`` (only with ``keep_state=True``) holds the arrays behind the numbers: ``W_hat``, ``w_hat``,
+    ``teacher``, ``beta_W``, ``pretrain_batch``, ``finetune_batch``, ``test_batch``.
+    """
+
+    observables: dict[str, float]
+    diagnostics: dict[str, Any]
+    state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Seed-averaged simulation of one parameter point.
+
+    Attributes:
+        params: the parameters.
+        D: embedding dimension.
+        seeds: number of seeds averaged.
+        seed: base seed (seed ``s`` of the run uses ``fold_in(PRNGKey(seed), s)``).
+        observables: ``{name: mean over seeds}``.
+        sem: ``{name: standard error of the mean}`` (NaN with one seed).
+        per_seed: one row per seed, one column per observable and diagnostic.
+    """
+
+    params: Params
+    D: int
+    seeds: int
+    seed: int
+    observables: dict[str, float]
+    sem: dict[str, float]
+    per_seed: pd.DataFrame = field(repr=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """``{"params", "D", "seeds", "seed", "observables", "sem", "diagnostics"}`` with NaN as None."""
+        diag_cols = [c for c in self.per_seed.columns if c not in self.observables]
+        diagnostics = {c: _jsonable(self.per_seed[c].tolist()) for c in diag_cols}
+        return {
+            "params": _jsonable(self.params.to_dict()),
+            "D": self.D,
+            "seeds": self.seeds,
+            "seed": self.seed,
+            "observables": _jsonable(self.observables),
+            "sem": _jsonable(self.sem),
+            "diagnostics": diagnostics,
+        }
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return None if math.isnan(x) else float(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Integer sizes of a run at dimension ``D`` (MODEL.md §1–3)."""
+
+    D: int
+    P0: int
+    P: int
+    N: int
+    N_prime: int
+    n_reuse: int
+    pool: int
+    n_test: int
+
+
+def sizes(params: Params, D: int, n_test: int | None = None) -> Sizes:
+    """``P0 = round(κ0 D)``, ``P = round(κ D)``, ``N = ⌊αD²⌋``, ``N' = ⌊α'D⌋`` (``⌊ρ⌊ᾱ'D⌋⌋`` when
+    active), ``n_reuse = ⌊e N'⌋``; raises :class:`ParameterError` when a size would be empty."""
+    if isinstance(D, bool) or not isinstance(D, (int, np.integer)) or D < 2:
+        raise ParameterError(f"D = {D!r} is out of range: allowed an integer D ≥ 2")
+    D = int(D)
+    eps = 1e-9
+    P0 = max(1, round(params.kappa0 * D))
+    P = max(1, round(params.kappa * D))
+    N = math.floor(params.alpha * D * D + eps)
+    pool = math.floor(params.pool_ratio * D + eps) if params.active_rho is not None else 0
+    if params.active_rho is not None:
+        N_prime = n_kept(params.active_rho, pool)
+    else:
+        N_prime = math.floor(params.alpha_prime * D + eps)
+    n_reuse = math.floor(params.reuse * N_prime + eps)
+    n_test = 10 * D if n_test is None else int(n_test)
+    if N < 1:
+        raise ParameterError(f"alpha = {params.alpha} gives N = ⌊αD²⌋ = 0 at D = {D}: allowed alpha ≥ 1/D²")
+    if N_prime < 1:
+        raise ParameterError(
+            f"the fine-tuning set is empty at D = {D} (alpha_prime / active_rho·pool_ratio too small): "
+            "allowed N' = ⌊α'D⌋ ≥ 1"
+        )
+    if n_reuse > N:
+        raise ParameterError(
+            f"reuse = {params.reuse} needs {n_reuse} pre-training sequences but N = {N}: allowed reuse·α' ≤ α·D"
+        )
+    if n_test < 1:
+        raise ParameterError(f"n_test = {n_test} is out of range: allowed n_test ≥ 1")
+    return Sizes(D=D, P0=P0, P=P, N=N, N_prime=N_prime, n_reuse=n_reuse, pool=pool, n_test=n_test)
+
+
+# ---------------------------------------------------------------------------------------- overlaps
+
+
+def order_parameters(W: Array, W0: Array) -> dict[str, float]:
+    """``Q = Tr(S̃²)/D``, ``Q0 = Tr(S̃0²)/D``, ``M = Tr(S̃S̃0)/D`` with ``S̃ = WWᵀ/√(PD)`` (MODEL.md §4),
+    from the ``P × P`` Gram matrices (no ``D × D`` product)."""
+    D, P = W.shape
+    P0 = W0.shape[1]
+    Q = jnp.sum((W.T @ W) ** 2) / (P * D * D)
+    Q0 = jnp.sum((W0.T @ W0) ** 2) / (P0 * D * D)
+    M = jnp.sum((W.T @ W0) ** 2) / (jnp.sqrt(P * P0) * D * D)
+    return {"Q0": float(Q0), "Q": float(Q), "M": float(M)}
+
+
+def lora_overlaps(w: Array, w_star: Array) -> dict[str, float]:
+    """``q = ‖ŵ‖²/D``, ``q0 = ‖w*‖²/D``, ``m = |ŵ·w*|/D``, ``o_w = |m|/√(q q0)`` (NaN when ``q = 0``).
+
+    ``±ŵ`` are equivalent minimisers (the layer sees ``ŵŵᵀ``), so ``ŵ`` is oriented with ``m ≥ 0``.
+    """
+    D = w.shape[0]
+    q, q0, m = (float(jnp.dot(a, b) / D) for a, b in ((w, w), (w_star, w_star), (w, w_star)))
+    m = abs(m)
+    o_w = abs(m) / math.sqrt(q * q0) if q > 0 else float("nan")
+    return {"q0": q0, "q": q, "m": m, "o_w": o_w}
+
+
+def offdiag_residual_variance(A0: Array, A_frozen: Array, Z: Array, delta: float) -> float:
+    """``Δ_eff``: mean square of the off-diagonal entries of ``A_{W0} − A_frozen + √Δ Z`` (zero mean by the
+    sign symmetry ``x_a → −x_a``). For ``T = 1`` (no off-diagonal entry) half the diagonal mean square."""
+    Rm = A0 - A_frozen + jnp.sqrt(delta) * Z
+    T = Rm.shape[-1]
+    if T == 1:
+        return float(jnp.mean(Rm**2) / 2)
+    iu = jnp.triu_indices(T, k=1)
+    return float(jnp.mean(Rm[:, iu[0], iu[1]] ** 2))
+
+
+# ---------------------------------------------------------------------------------------- one seed
+
+
+def run_seed(
+    params: Params,
+    D: int,
+    key: Array,
+    *,
+    n_test: int | None = None,
+    n_restarts: int = 3,
+    pretrain_solver: str = "lbfgs",
+    keep_state: bool = False,
+) -> SeedResult:
+    """Both stages for one draw of teacher and data (MODEL.md §2–4).
+
+    Args:
+        params: the parameter point.
+        D: embedding dimension.
+        key: the seed's key; every random draw is a ``fold_in`` of it.
+        n_test: fresh test sequences for the errors (default ``10 D``).
+        n_restarts: fine-tuning restarts (lowest objective kept).
+        pretrain_solver: ``"lbfgs"`` (trains ``W``) or ``"convex"`` (``S ⪰ 0``; linear ``σ``, ``κ ≥ 1``).
+        keep_state: attach the trained weights and the batches to the result (for checks).
+    """
+    p = params
+    if pretrain_solver not in PRETRAIN_SOLVERS:
+        raise ParameterError(f"pretrain_solver = {pretrain_solver!r} is unknown: allowed {PRETRAIN_SOLVERS}")
+    if pretrain_solver == "convex" and (p.sigma != "linear" or p.kappa < 1):
+        raise ParameterError("pretrain_solver = 'convex' needs sigma = 'linear' and kappa ≥ 1")
+    sz = sizes(p, D, n_test)
+    k = {name: jax.random.fold_in(key, i) for i, name in enumerate(
+        ("teacher", "pretrain", "init_W", "finetune", "test", "init_w", "pool", "random_subset"))}
+
+    teacher = sample_teacher(k["teacher"], D, sz.P0)
+    pre = sample_batch(k["pretrain"], sz.N, p.T, teacher)
+    B_pre = pre.pretrain_target(p.delta, p.sigma, p.beta)
+    if pretrain_solver == "lbfgs":
+        fit = train_pretrain(k["init_W"], pre.X, pre.G, B_pre, P=sz.P, lam=p.lam, sigma=p.sigma, beta=p.beta)
+        W_hat, pre_info = fit.W, fit.info
+    else:
+        W_hat, pre_info = train_pretrain_convex(pre.X, pre.G, B_pre, P=sz.P, lam=p.lam)
+
+    obs: dict[str, float] = dict(order_parameters(W_hat, teacher.W0))
+    obs["L_pre"] = float(pretrain_data_term(W_hat, pre.X, pre.G, B_pre, p.sigma, p.beta)) / sz.N
+
+    test = sample_batch(k["test"], sz.n_test, p.T, teacher)
+    A_test = attention_preactivation(test.X, W_hat)
+    obs["E_pre"] = _mean_error(activation(A_test, p.sigma, p.beta), test.pretrain_target(p.delta, p.sigma, p.beta), test.G)
+
+    if p.recalibrate is None:
+        beta_W = 1.0
+    elif p.recalibrate == "optimal":
+        beta_W = obs["M"] / obs["Q"]
+    else:
+        beta_W = float(p.recalibrate)
+    B_test_ft = test.finetune_target(p.delta, p.sigma, p.beta)
+    obs["E_frozen"] = _mean_error(activation(beta_W * A_test, p.sigma, p.beta), B_test_ft, test.G)
+
+    diag: dict[str, Any] = {
+        "N": sz.N, "N_prime": sz.N_prime, "P0": sz.P0, "P": sz.P, "n_test": sz.n_test, "beta_W": beta_W,
+        "pretrain_grad_norm": pre_info.grad_norm, "pretrain_iters": pre_info.n_iter,
+        "pretrain_converged": pre_info.converged,
+    }
+
+    state: dict[str, Any] = {"W_hat": W_hat, "teacher": teacher, "beta_W": beta_W, "pretrain_batch": pre,
+                             "test_batch": test}
+
+    def finetune_on(batch: Batch, init_key: Array) -> tuple[dict[str, float], dict[str, Any]]:
+        A_frozen = beta_W * attention_preactivation(batch.X, W_hat)
+        B_ft = batch.finetune_target(p.delta, p.sigma, p.beta)
+        ft = train_finetune(init_key, batch.X, batch.G, A_frozen, B_ft, lam_prime=p.lam_prime,
+                            sigma=p.sigma, beta=p.beta, n_restarts=n_restarts)
+        o = lora_overlaps(ft.w, teacher.w_star)
+        o["L_ft"] = float(finetune_data_term(ft.w, batch.X, batch.G, A_frozen, B_ft, p.sigma, p.beta)) / len(batch)
+        o["delta_eff"] = offdiag_residual_variance(batch.A0, A_frozen, batch.Z, p.delta)
+        A_ft = beta_W * A_test + lora_preactivation(test.X, ft.w)
+        o["E_ft"] = _mean_error(activation(A_ft, p.sigma, p.beta), B_test_ft, test.G)
+        state.setdefault("w_hat", ft.w)
+        state.setdefault("finetune_batch", batch)
+        spread = (max(ft.restart_objectives) - min(ft.restart_objectives)) if ft.restart_objectives else 0.0
+        d = {"finetune_grad_norm": ft.info.grad_norm, "finetune_iters": ft.info.n_iter,
+             "finetune_converged": ft.info.converged, "finetune_restart_spread": spread}
+        return o, d
+
+    if p.active_rho is not None:
+        pool = sample_batch(k["pool"], sz.pool, p.T, teacher)
+        scores = frozen_score(attention_preactivation(pool.X, W_hat))
+        chosen = pool.take(select_lowest(scores, sz.N_prime))
+        control = pool.take(select_random(k["random_subset"], sz.pool, sz.N_prime))
+        o, d = finetune_on(chosen, k["init_w"])
+        o_r, d_r = finetune_on(control, k["init_w"])
+        obs.update(o)
+        diag.update(d)
+        obs.update({f"{name}_random": o_r[name] for name in RANDOM_CONTROL})
+        diag.update({f"{name}_random": v for name, v in d_r.items()})
+        diag["pool"] = sz.pool
+    else:
+        fresh = sample_batch(k["finetune"], sz.N_prime - sz.n_reuse, p.T, teacher)
+        reused = pre.take(np.arange(sz.n_reuse))
+        batch = _concat(reused, fresh)
+        o, d = finetune_on(batch, k["init_w"])
+        obs.update(o)
+        diag.update(d)
+        diag["n_reuse"] = sz.n_reuse
+    diag["alpha_prime_eff"] = sz.N_prime / D
+    ordered = {name: obs[name] for name in OBSERVABLES}
+    ordered.update({name: v for name, v in obs.items() if name not in ordered})
+    return SeedResult(observables=ordered, diagnostics=diag, state=state if keep_state else None)
+
+
+def _mean_error(sigma_A: Array, B: Array, G: Array) -> float:
+    """``mean_μ (1/D)‖(σ(A_μ) − B_μ)X_μ‖_F²``: a test error on the batch."""
+    return float(jnp.mean(output_sq_error(sigma_A - B, G)))
+
+
+def _concat(a: Batch, b: Batch) -> Batch:
+    return Batch(*(jnp.concatenate([x, y]) for x, y in zip(
+        (a.X, a.Z, a.A0, a.R_star, a.G), (b.X, b.Z, b.A0, b.R_star, b.G))))
+
+
+# ---------------------------------------------------------------------------------------- seeds
+
+
+def run(
+    params: Params,
+    D: int,
+    seeds: int = 1,
+    *,
+    seed: int = 0,
+    n_test: int | None = None,
+    n_restarts: int = 3,
+    pretrain_solver: str = "lbfgs",
+    progress: bool = False,
+) -> SimulationResult:
+    """Simulate ``seeds`` independent draws at dimension ``D`` and average (MODEL.md §4 observables).
+
+    Seed ``s ∈ {0..seeds−1}`` uses ``fold_in(PRNGKey(seed), s)``: the same ``seed`` reproduces a run
+    exactly, and run ``s`` does not depend on how many seeds are requested.
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ParameterError(f"seeds = {seeds!r} is out of range: allowed an integer seeds ≥ 1")
+    sizes(params, D, n_test)  # validate before any work
+    base = jax.random.PRNGKey(seed)
+    rows = []
+    for s in range(seeds):
+        r = run_seed(params, D, jax.random.fold_in(base, s), n_test=n_test, n_restarts=n_restarts,
+                     pretrain_solver=pretrain_solver)
+        rows.append({**r.observables, **r.diagnostics})
+        if progress:
+            print(f"[simulate] D={D} seed {s + 1}/{seeds}: E_pre={r.observables['E_pre']:.4f} "
+                  f"E_ft={r.observables['E_ft']:.4f} o_w={r.observables['o_w']:.4f}", file=sys.stderr, flush=True)
+    per_seed = pd.DataFrame(rows)
+    names = [c for c in rows[0] if c in OBSERVABLES or c.endswith("_random") and c[:-7] in RANDOM_CONTROL]
+    means = {n: float(per_seed[n].mean()) for n in names}
+    sem = {n: (float(per_seed[n].std(ddof=1) / math.sqrt(seeds)) if seeds > 1 else float("nan")) for n in names}
+    return SimulationResult(params=params, D=int(D), seeds=int(seeds), seed=int(seed),
+                            observables=means, sem=sem, per_seed=per_seed)
