@@ -91,12 +91,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulate import run  # JAX is imported only when needed
 
     result = run(params, args.D, args.seeds, seed=args.seed, n_test=args.n_test, n_restarts=args.restarts,
-                 pretrain_solver=args.pretrain_solver, progress=not args.json)
+                 pretrain_solver=args.pretrain_solver, progress=not args.json, cache_dir=args.cache_dir)
     if args.json:
         json.dump(result.to_json_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
         _print_table(result)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lora_attn.sweep import check_output_path, grid, parse_vary, run_sweep
+
+    base = params_from_args(args)
+    axes = [parse_vary(v) for v in args.vary]
+    points = grid(base, axes)
+    check_output_path(args.out)
+    if not args.simulate:
+        raise ParameterError("sweep: the theory is not available yet (issue #4); add --simulate --D N --seeds K")
+    if args.D is None:
+        raise ParameterError("sweep --simulate needs --D N (allowed an integer D ≥ 2)")
+    from simulate import run
+    from simulate.run import sizes
+
+    for p in points:
+        sizes(p, args.D)  # every point is checked before any work
+
+    def point(p: Params, warm: Any) -> tuple[dict[str, Any], Any]:
+        r = run(p, args.D, args.seeds, seed=args.seed, cache_dir=args.cache_dir)
+        return r.row(), None
+
+    table = run_sweep(points, point, out=args.out, extra_columns={"D": args.D, "seeds": args.seeds})
+    print(f"lora-attn sweep: {len(table)} points written to {args.out}")
     return 0
 
 
@@ -126,12 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--restarts", type=int, default=3, help="fine-tuning restarts (default 3)")
     sim.add_argument("--pretrain-solver", choices=("lbfgs", "convex"), default="lbfgs",
                      help="train W by L-BFGS (default) or solve the convex S ⪰ 0 problem (linear σ, κ ≥ 1)")
+    sim.add_argument("--cache-dir", default=None,
+                     help="store / reuse trained pre-training weights here (they depend on no fine-tuning flag)")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
     sim.set_defaults(func=cmd_simulate)
 
+    sw = sub.add_parser("sweep", help="parameter sweeps as tidy tables (one row per point)")
+    add_param_flags(sw)
+    sw.add_argument("--vary", action="append", required=True, metavar="NAME=v1,v2,...|NAME=start:stop:num",
+                    help="an axis of the sweep (repeatable; log:start:stop:num for log spacing)")
+    sw.add_argument("--simulate", action="store_true", help="simulate every point (needs --D)")
+    sw.add_argument("--D", type=int, default=None, help="embedding dimension of the simulations")
+    sw.add_argument("--seeds", type=int, default=2, help="seeds per simulated point (default 2)")
+    sw.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    sw.add_argument("--cache-dir", default=None, help="reuse trained pre-training weights across points")
+    sw.add_argument("--out", required=True, help="output table, .csv or .parquet (resumes if it exists)")
+    sw.set_defaults(func=cmd_sweep)
+
     for name, issue, text in (
         ("theory", 4, "asymptotic theory of both stages"),
-        ("sweep", 7, "parameter sweeps as tidy tables"),
         ("validate", 7, "theory against simulation"),
     ):
         p = sub.add_parser(name, help=f"{text} (not available yet)")

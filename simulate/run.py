@@ -14,7 +14,8 @@ import pandas as pd
 from jax import Array
 
 from lora_attn.params import ParameterError, Params
-from simulate.data import Batch, Teacher, sample_batch, sample_teacher
+from simulate.cache import PretrainCache, pretrain_cache_key
+from simulate.data import Batch, sample_batch, sample_teacher
 from simulate.finetune import finetune_data_term, train_finetune
 from simulate.layer import activation, attention_preactivation, lora_preactivation, output_sq_error
 from simulate.pretrain import pretrain_data_term, train_pretrain, train_pretrain_convex
@@ -65,6 +66,20 @@ class SimulationResult:
     observables: dict[str, float]
     sem: dict[str, float]
     per_seed: pd.DataFrame = field(repr=False)
+
+    def row(self, prefix: str = "") -> dict[str, Any]:
+        """A flat record for a sweep table: ``{prefix+name: mean, prefix+name+"_sem": sem}`` plus the
+        worst stationarity diagnostics over seeds (``pretrain_grad_norm``, ``finetune_grad_norm``) and
+        whether every fit converged (``sim_converged``)."""
+        out: dict[str, Any] = {"D": self.D, "seeds": self.seeds}
+        for name, mean in self.observables.items():
+            out[prefix + name] = mean
+            out[prefix + name + "_sem"] = self.sem[name]
+        d = self.per_seed
+        out[prefix + "pretrain_grad_norm"] = float(d["pretrain_grad_norm"].max())
+        out[prefix + "finetune_grad_norm"] = float(d["finetune_grad_norm"].max())
+        out[prefix + "sim_converged"] = bool(d["pretrain_converged"].all() and d["finetune_converged"].all())
+        return out
 
     def to_json_dict(self) -> dict[str, Any]:
         """``{"params", "D", "seeds", "seed", "observables", "sem", "diagnostics"}`` with NaN as None."""
@@ -194,6 +209,7 @@ def run_seed(
     n_restarts: int = 3,
     pretrain_solver: str = "lbfgs",
     keep_state: bool = False,
+    cache: PretrainCache | None = None,
 ) -> SeedResult:
     """Both stages for one draw of teacher and data (MODEL.md §2–4).
 
@@ -205,6 +221,7 @@ def run_seed(
         n_restarts: fine-tuning restarts (lowest objective kept).
         pretrain_solver: ``"lbfgs"`` (trains ``W``) or ``"convex"`` (``S ⪰ 0``; linear ``σ``, ``κ ≥ 1``).
         keep_state: attach the trained weights and the batches to the result (for checks).
+        cache: reuse / store the trained ``Ŵ`` (it depends on no fine-tuning parameter).
     """
     p = params
     if pretrain_solver not in PRETRAIN_SOLVERS:
@@ -218,11 +235,17 @@ def run_seed(
     teacher = sample_teacher(k["teacher"], D, sz.P0)
     pre = sample_batch(k["pretrain"], sz.N, p.T, teacher)
     B_pre = pre.pretrain_target(p.delta, p.sigma, p.beta)
-    if pretrain_solver == "lbfgs":
+    cache_key = pretrain_cache_key(p, D, key, pretrain_solver) if cache is not None else None
+    cached = cache.get(cache_key) if cache is not None else None
+    if cached is not None:
+        W_hat, pre_info = jnp.asarray(cached[0]), cached[1]
+    elif pretrain_solver == "lbfgs":
         fit = train_pretrain(k["init_W"], pre.X, pre.G, B_pre, P=sz.P, lam=p.lam, sigma=p.sigma, beta=p.beta)
         W_hat, pre_info = fit.W, fit.info
     else:
         W_hat, pre_info = train_pretrain_convex(pre.X, pre.G, B_pre, P=sz.P, lam=p.lam)
+    if cache is not None and cached is None:
+        cache.put(cache_key, np.asarray(W_hat), pre_info)
 
     obs: dict[str, float] = dict(order_parameters(W_hat, teacher.W0))
     obs["L_pre"] = float(pretrain_data_term(W_hat, pre.X, pre.G, B_pre, p.sigma, p.beta)) / sz.N
@@ -315,6 +338,7 @@ def run(
     n_restarts: int = 3,
     pretrain_solver: str = "lbfgs",
     progress: bool = False,
+    cache_dir: str | None = None,
 ) -> SimulationResult:
     """Simulate ``seeds`` independent draws at dimension ``D`` and average (MODEL.md §4 observables).
 
@@ -325,10 +349,11 @@ def run(
         raise ParameterError(f"seeds = {seeds!r} is out of range: allowed an integer seeds ≥ 1")
     sizes(params, D, n_test)  # validate before any work
     base = jax.random.PRNGKey(seed)
+    cache = PretrainCache(cache_dir) if cache_dir is not None else None
     rows = []
     for s in range(seeds):
         r = run_seed(params, D, jax.random.fold_in(base, s), n_test=n_test, n_restarts=n_restarts,
-                     pretrain_solver=pretrain_solver)
+                     pretrain_solver=pretrain_solver, cache=cache)
         rows.append({**r.observables, **r.diagnostics})
         if progress:
             print(f"[simulate] D={D} seed {s + 1}/{seeds}: E_pre={r.observables['E_pre']:.4f} "

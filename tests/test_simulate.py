@@ -218,3 +218,18 @@ def test_sizes_refuse_empty_or_impossible_sets(kwargs, D, match):
 def test_run_validates_before_any_work():
     with pytest.raises(ParameterError, match="seeds"):
         run(Params(), 10, 0)
+
+
+def test_pretraining_cache_reproduces_the_uncached_run(tmp_path):
+    p = Params(sigma="softmax")
+    plain = run(p, 12, 1, seed=3, n_restarts=1)
+    first = run(p, 12, 1, seed=3, n_restarts=1, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("pretrain-*.npz"))) == 1
+    again = run(p, 12, 1, seed=3, n_restarts=1, cache_dir=str(tmp_path))
+    assert plain.observables == first.observables == again.observables
+    other = run(p.replace(lam_prime=2.0), 12, 1, seed=3, n_restarts=1, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("pretrain-*.npz"))) == 1  # fine-tuning flags reuse Ŵ
+    assert other.observables["E_pre"] == plain.observables["E_pre"]
+    run(p.replace(lam=0.2), 12, 1, seed=3, n_restarts=1, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("pretrain-*.npz"))) == 2
+    assert not list(tmp_path.glob("*.tmp*"))
