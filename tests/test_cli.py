@@ -29,7 +29,7 @@ def test_bad_parameter_exits_2_naming_it(capsys):
     assert "active_rho" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["sweep", "validate"])
+@pytest.mark.parametrize("command", ["theory", "validate"])
 def test_unbuilt_commands_say_so_and_produce_no_numbers(command, capsys):
     assert main([command]) == 3
     captured = capsys.readouterr()
