@@ -1,0 +1,46 @@
+"""The theory-vs-simulation comparison: z-scores, the 1/D extrapolation, the verdict."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from lora_attn.validate import compare, format_table
+
+
+@dataclass
+class FakeSim:
+    D: int
+    seeds: int
+    observables: dict
+    sem: dict
+
+
+def _sims(gap_fn, sem=0.01):
+    return [FakeSim(D, 4, {"E": 1.0 + gap_fn(D)}, {"E": sem}) for D in (100, 200, 400)]
+
+
+def test_a_gap_that_vanishes_like_one_over_D_extrapolates_to_zero_and_agrees():
+    v = compare({"E": 1.0}, _sims(lambda D: 2.0 / D))
+    assert v.ok
+    assert v.table["gap_inf"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    assert list(v.table["z"]) == pytest.approx([2.0, 1.0, 0.5])
+
+
+def test_a_constant_gap_is_flagged_at_the_largest_D():
+    v = compare({"E": 1.0}, _sims(lambda D: 0.05))
+    assert v.disagree == ("E",)
+    assert v.table["gap_inf"].iloc[0] == pytest.approx(0.05)
+    assert "DISAGREE" in format_table(v)
+
+
+def test_missing_error_bars_never_count_as_agreement():
+    v = compare({"E": 1.0}, [FakeSim(100, 1, {"E": 1.0}, {"E": float("nan")})])
+    assert v.disagree == ("E",) and math.isnan(v.table["z"].iloc[0])
+
+
+def test_only_shared_observables_are_compared():
+    v = compare({"E": 1.0, "X": 2.0}, _sims(lambda D: 0.0))
+    assert set(v.table["observable"]) == {"E"}
+    assert np.all(np.isfinite(v.table["gap_inf_err"]))
