@@ -257,7 +257,8 @@ def run_seed(
     if p.recalibrate is None:
         beta_W = 1.0
     elif p.recalibrate == "optimal":
-        beta_W = obs["M"] / obs["Q"]
+        # Ŵ = 0 (large λ) leaves nothing to rescale: A_Ŵ = 0 for every β_W.
+        beta_W = obs["M"] / obs["Q"] if obs["Q"] > 0 else 1.0
     else:
         beta_W = float(p.recalibrate)
     B_test_ft = test.finetune_target(p.delta, p.sigma, p.beta)
