@@ -1,0 +1,103 @@
+"""The four figures of MODEL.md §6, drawn from tidy tables (theory: lines; simulation: markers).
+
+Each ``figureN(theory, sims, *, sigma, stem)`` takes ``{sweep name: DataFrame}`` for the theory and the
+simulation sweeps of :mod:`figures.specs` (either may be empty), writes ``<stem>.pdf`` and ``<stem>.png``
+and returns their paths.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+
+from figures.plotting import COLOURS, finish, new_figure, save, select, sim_markers, theory_line
+
+Tables = Mapping[str, pd.DataFrame]
+
+
+def _series(ax, theory: pd.DataFrame | None, sims: pd.DataFrame | None, *, x: str, y: str, by: str, values,
+            fmt: str, style: str = "-", marker: str = "o", extra: Mapping[str, object] | None = None) -> None:
+    for i, v in enumerate(values):
+        c = COLOURS[i % len(COLOURS)]
+        sel = {by: v, **(extra or {})}
+        name = fmt.format(v)
+        if theory is not None and y in theory.columns:
+            theory_line(ax, select(theory, **sel), x, y, colour=c, style=style, name=name)
+            name = None
+        if sims is not None and y in sims.columns:
+            sim_markers(ax, select(sims, **sel), x, y, colour=c, marker=marker, name=name)
+
+
+def _get(tables: Tables, name: str) -> pd.DataFrame | None:
+    return tables.get(name)
+
+
+def figure1(theory: Tables, sims: Tables, *, sigma: str, stem: str) -> list[str]:
+    """(a) ``E_pre(α)`` for ``λ ∈ {0.01, 0.1, 1}`` with ``E_pre^BO``; (b) ``E_ft(α')`` for
+    ``λ' ∈ {0.05, 0.5, 1}`` with ``E_ft^BO`` and ``E_frozen``; (c) ``o_w(α')``."""
+    fig, (a, b, c) = new_figure(3)
+    tp, sp = _get(theory, "pretrain"), _get(sims, "pretrain")
+    _series(a, tp, sp, x="alpha", y="E_pre", by="lam", values=(0.01, 0.1, 1.0), fmt=r"$\lambda={}$")
+    if tp is not None and "E_pre_BO" in tp.columns:
+        theory_line(a, select(tp, lam=0.01), "alpha", "E_pre_BO", colour="k", style=":", name="Bayes-optimal")
+    finish(a, "alpha", "E_pre", logx=True)
+    tf, sf = _get(theory, "finetune"), _get(sims, "finetune")
+    for ax, y in ((b, "E_ft"), (c, "o_w")):
+        _series(ax, tf, sf, x="alpha_prime", y=y, by="lam_prime", values=(0.05, 0.5, 1.0), fmt=r"$\lambda'={}$")
+    if tf is not None and "E_ft_BO" in tf.columns:
+        theory_line(b, select(tf, lam_prime=0.05), "alpha_prime", "E_ft_BO", colour="k", style=":", name="Bayes-optimal")
+    frozen = tf if tf is not None else sf
+    if frozen is not None and "E_frozen" in frozen.columns and len(frozen):
+        b.axhline(float(frozen["E_frozen"].iloc[0]), color="grey", ls="--", lw=1, label="frozen ($w=0$)")
+    finish(b, "alpha_prime", "E_ft", logx=True)
+    finish(c, "alpha_prime", "o_w", logx=True)
+    fig.suptitle(f"Figure 1 ({sigma}): T=3, κ0=κ=1, Δ=0.5", fontsize=9)
+    return save(fig, stem)
+
+
+def figure2(theory: Tables, sims: Tables, *, sigma: str, stem: str) -> list[str]:
+    """(a) ``E_ft(λ)`` for ``α' ∈ {0.5, 1, 2, 5, 10}``, without (solid) and with (dashed) recalibration
+    ``β_W = M/Q``; (b) ``Δ_eff(λ)`` without / with recalibration; (c) ``E_ft(α)``."""
+    fig, (a, b, c) = new_figure(3)
+    aps = (0.5, 1.0, 2.0, 5.0, 10.0)
+    _series(a, _get(theory, "lam"), _get(sims, "lam"), x="lam", y="E_ft", by="alpha_prime", values=aps,
+            fmt=r"$\alpha'={}$")
+    _series(a, _get(theory, "lam_recal"), _get(sims, "lam_recal"), x="lam", y="E_ft", by="alpha_prime",
+            values=aps, fmt="_", style="--", marker="s")
+    finish(a, "lam", "E_ft", logx=True)
+    for i, (name, lab, style) in enumerate((("lam", r"$\beta_W=1$", "-"), ("lam_recal", r"$\beta_W=M/Q$", "--"))):
+        _series(b, _get(theory, name), _get(sims, name), x="lam", y="delta_eff", by="alpha_prime", values=(1.0,),
+                fmt=lab, style=style, marker="os"[i])
+    finish(b, "lam", "delta_eff", logx=True)
+    _series(c, _get(theory, "alpha"), _get(sims, "alpha"), x="alpha", y="E_ft", by="alpha_prime", values=aps,
+            fmt=r"$\alpha'={}$")
+    finish(c, "alpha", "E_ft", logx=True)
+    fig.suptitle(f"Figure 2 ({sigma}): T=3, λ'=0.5", fontsize=9)
+    return save(fig, stem)
+
+
+def figure3(theory: Tables, sims: Tables, *, sigma: str, stem: str) -> list[str]:
+    """``E_ft(λ')`` and ``o_w(λ')`` for fresh (``e = 0``) against reused (``e = 1``) sequences."""
+    fig, axes = new_figure(2)
+    for ax, y in zip(axes, ("E_ft", "o_w")):
+        _series(ax, _get(theory, "lam_prime"), _get(sims, "lam_prime"), x="lam_prime", y=y, by="reuse",
+                values=(0.0, 1.0), fmt="$e={}$")
+        finish(ax, "lam_prime", y, logx=True)
+    fig.suptitle(f"Figure 3 ({sigma}): T=2, κ0=0.5, α=0.2, α'=3", fontsize=9)
+    return save(fig, stem)
+
+
+def figure4(theory: Tables, sims: Tables, *, sigma: str, stem: str) -> list[str]:
+    """``E_ft(λ')`` and ``Δ_eff(λ')`` for active selection (solid) against a random subset (dashed),
+    ``ρ ∈ {0.04, 0.02, 0.015}``."""
+    fig, axes = new_figure(2)
+    rhos = (0.04, 0.02, 0.015)
+    for ax, y in zip(axes, ("E_ft", "delta_eff")):
+        _series(ax, _get(theory, "lam_prime"), _get(sims, "lam_prime"), x="lam_prime", y=y, by="active_rho",
+                values=rhos, fmt=r"active $\rho={}$")
+        _series(ax, _get(theory, "lam_prime"), _get(sims, "lam_prime"), x="lam_prime", y=f"{y}_random",
+                by="active_rho", values=rhos, fmt="_", style="--", marker="s")
+        finish(ax, "lam_prime", y, logx=True)
+    fig.suptitle(f"Figure 4 ({sigma}): T=3, Δ=0, ᾱ'=100 (dashed: random subset)", fontsize=9)
+    return save(fig, stem)
