@@ -37,12 +37,27 @@ class FinetuneFit:
     Attributes:
         w: the minimiser with the lowest objective among the restarts.
         info: the fit that produced it.
-        restart_objectives: final objective (divided by ``D``) of every restart.
+        restart_objectives: final objective (divided by ``D``) of every start.
+        best_start: index of the start that won (0: the saddle-escape start; −1: no training).
     """
 
     w: Array
     info: FitInfo
     restart_objectives: tuple[float, ...]
+    best_start: int
+
+
+def saddle_escape_start(X, G, A_frozen, B, *, lam_prime: float, sigma: str, beta: float) -> np.ndarray:
+    """A data-driven start: the bottom eigenvector ``v`` of the Hessian of the objective at the saddle
+    ``w = 0`` (the direction in which gradient flow leaves it), scaled by the best ``t`` of ``F(t v)``
+    on a grid ``t ∈ √D·[0.05, 4]``. It uses only the training data (no teacher) and works for any ``σ``."""
+    D = X.shape[-1]
+    hess = jax.hessian(finetune_objective)(jnp.zeros(D), X, G, A_frozen, B, lam_prime, sigma, beta)
+    _, vecs = np.linalg.eigh(np.asarray(hess))
+    v = vecs[:, 0]
+    scales = np.sqrt(D) * np.geomspace(0.05, 4.0, 24)
+    values = [float(finetune_objective(jnp.asarray(t * v), X, G, A_frozen, B, lam_prime, sigma, beta)) for t in scales]
+    return scales[int(np.argmin(values))] * v
 
 
 def train_finetune(
@@ -61,27 +76,31 @@ def train_finetune(
     accept: float = 1e-6,
     max_iter: int = 5000,
 ) -> FinetuneFit:
-    """``ŵ = argmin_w Σ_ν (1/D)‖σ(A_Ŵ + R_w)X_ν − y'_ν‖_F² + λ'‖w‖²`` by L-BFGS with restarts.
+    """``ŵ = argmin_w Σ_ν (1/D)‖σ(A_Ŵ + R_w)X_ν − y'_ν‖_F² + λ'‖w‖²`` by L-BFGS from several starts.
 
-    ``w = 0`` is a stationary point (a saddle when learning is possible), so every restart starts away
-    from it, at ``w ~ N(0, init_scale² I_D)``; the restart with the lowest objective is kept.
-    ``λ' = ∞`` returns ``ŵ = 0`` (no adaptation).
+    The problem is non-convex and ``w = 0`` is a stationary point. Random starts alone get trapped in
+    spurious minima at small ``α'`` (measured: linear σ, ``α' = 0.5``, ``D = 200`` — objective 3.43 from
+    random starts against 2.69 from a start near ``w*``), so the first start is
+    :func:`saddle_escape_start` and ``n_restarts`` more are random, ``w ~ N(0, init_scale² I_D)``; the
+    lowest objective is kept. ``λ' = ∞`` returns ``ŵ = 0`` (no adaptation).
     """
     D = X.shape[-1]
     if np.isinf(lam_prime):
         info = FitInfo(objective=float("nan"), grad_norm=0.0, n_iter=0, converged=True, message="lam_prime = inf")
-        return FinetuneFit(w=jnp.zeros(D), info=info, restart_objectives=())
+        return FinetuneFit(w=jnp.zeros(D), info=info, restart_objectives=(), best_start=-1)
 
     def vg(w):
         v, g = _finetune_value_and_grad(jnp.asarray(w), X, G, A_frozen, B, lam_prime, sigma, beta)
         return v, np.asarray(g)
 
-    best = None
+    starts = [saddle_escape_start(X, G, A_frozen, B, lam_prime=lam_prime, sigma=sigma, beta=beta)]
+    starts += [np.asarray(init_scale * jax.random.normal(k, (D,))) for k in jax.random.split(key, n_restarts)]
+    best, best_index = None, -1
     objectives = []
-    for k in jax.random.split(key, n_restarts):
-        w0 = init_scale * jax.random.normal(k, (D,))
-        w, info = lbfgs(vg, np.asarray(w0), scale=D, gtol=gtol, accept=accept, max_iter=max_iter)
+    for i, w0 in enumerate(starts):
+        w, info = lbfgs(vg, w0, scale=D, gtol=gtol, accept=accept, max_iter=max_iter)
         objectives.append(info.objective)
         if best is None or info.objective < best[1].objective:
-            best = (w, info)
-    return FinetuneFit(w=jnp.asarray(best[0]), info=best[1], restart_objectives=tuple(objectives))
+            best, best_index = (w, info), i
+    return FinetuneFit(w=jnp.asarray(best[0]), info=best[1], restart_objectives=tuple(objectives),
+                       best_start=best_index)

@@ -287,7 +287,8 @@ def run_seed(
         state.setdefault("finetune_batch", batch)
         spread = (max(ft.restart_objectives) - min(ft.restart_objectives)) if ft.restart_objectives else 0.0
         d = {"finetune_grad_norm": ft.info.grad_norm, "finetune_iters": ft.info.n_iter,
-             "finetune_converged": ft.info.converged, "finetune_restart_spread": spread}
+             "finetune_converged": ft.info.converged, "finetune_restart_spread": spread,
+             "finetune_best_start": ft.best_start}
         return o, d
 
     if p.active_rho is not None:
