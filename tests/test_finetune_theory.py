@@ -1,0 +1,173 @@
+"""Tests of the replica-symmetric fine-tuning theory (theory/finetune.py, theory/prox.py)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lora_attn.params import ParameterError, Params
+from theory.finetune import (
+    FinetuneHats,
+    PretrainOrderParams,
+    _draws,
+    _linear_errors,
+    _test_errors,
+    delta_eff,
+    noise_law,
+    optimal_delta_eff,
+    prior_update,
+    recalibration,
+    solve_finetune,
+)
+from theory.prox import prox_multistart
+
+PRE = PretrainOrderParams(Q0=2.0, Q=1.2, M=1.0)
+SMALL = dict(n_mc=400, n_test=2000)
+
+
+def test_delta_eff_and_optimal_recalibration():
+    d = 0.5
+    assert delta_eff(d, PRE) == pytest.approx(0.25 + 2.0 - 2.0 + 1.2)
+    betas = np.linspace(0.0, 2.0, 2001)
+    vals = [delta_eff(d, PRE, b) for b in betas]
+    b_star = betas[int(np.argmin(vals))]
+    assert b_star == pytest.approx(PRE.M / PRE.Q, abs=1e-3)
+    assert min(vals) == pytest.approx(optimal_delta_eff(d, PRE), abs=1e-6)
+    assert recalibration(Params(recalibrate="optimal"), PRE) == pytest.approx(PRE.M / PRE.Q)
+    assert recalibration(Params(recalibrate=0.7), PRE) == 0.7
+    assert recalibration(Params(), PRE) == 1.0
+
+
+def test_noise_law_structure():
+    lin = Params(sigma="linear", delta=0.3)
+    assert noise_law(lin, PRE, 1.0) == (0.0, 0.0, pytest.approx(delta_eff(0.3, PRE)))
+    soft = Params(sigma="softmax", delta=0.3, recalibrate=0.5)
+    bW = recalibration(soft, PRE)
+    assert noise_law(soft, PRE, bW) == pytest.approx((0.25 * PRE.Q, 0.5 * PRE.M, PRE.Q0 + 0.15))
+    # softmax: Q0 and Δ enter only through Q0 + Δ/2
+    a = noise_law(Params(sigma="softmax", delta=0.4), PretrainOrderParams(2.0, 1.2, 1.0), 1.0)
+    b = noise_law(Params(sigma="softmax", delta=0.0), PretrainOrderParams(2.2, 1.2, 1.0), 1.0)
+    assert a == pytest.approx(b)
+
+
+def test_linear_depends_on_pretraining_only_through_delta_eff():
+    p = Params(sigma="linear", alpha_prime=3.0, delta=0.5)
+    other = PretrainOrderParams(Q0=1.5, Q=0.6, M=0.4)  # δ = 0.25 + 1.5 − 0.8 + 0.6 = 1.55
+    pre = PretrainOrderParams(Q0=2.0, Q=1.4, M=1.05)  # δ = 0.25 + 2.0 − 2.1 + 1.4 = 1.55
+    assert delta_eff(0.5, other) == pytest.approx(delta_eff(0.5, pre))
+    r1, r2 = solve_finetune(p, other, **SMALL), solve_finetune(p, pre, **SMALL)
+    assert r1.converged and r2.converged
+    for name in ("q", "m", "v", "o_w", "E_ft", "L_ft", "E_frozen"):
+        assert getattr(r1, name) == pytest.approx(getattr(r2, name), rel=1e-9), name
+    # and a different δ gives a different answer (the test can fail)
+    r3 = solve_finetune(p, PretrainOrderParams(Q0=2.0, Q=1.2, M=1.0), **SMALL)
+    assert abs(r3.E_ft - r1.E_ft) > 0.1
+
+
+def test_linear_closed_form_errors_match_monte_carlo():
+    T, q, m, q0 = 3, 0.7, 0.5, 1.0
+    law = (0.0, 0.0, 0.8)
+    draws = _draws(jax.random.PRNGKey(3), 200_000, T)
+    eft, efr = _test_errors(q, m, q0, law, 1.0, draws, sigma="linear")
+    th_ft, th_fr = _linear_errors(T, q, m, q0, 0.8)
+    for x, th in ((eft, th_ft), (efr, th_fr)):
+        x = np.asarray(x)
+        assert abs(x.mean() - th) < 4 * x.std() / math.sqrt(x.size)
+
+
+def test_prior_update_closed_form():
+    h = FinetuneHats(q_hat=2.0, m_hat=1.5, v_hat=3.0, lam_eff=1.0)
+    ov = prior_update(h, 1.0)
+    assert ov.v == pytest.approx(0.25)
+    assert ov.m == pytest.approx(1.5 * 0.25)
+    assert ov.q == pytest.approx((2.0 + 1.5**2) / 16)
+
+
+def test_prox_is_a_stationary_minimum_below_random_points():
+    key = jax.random.PRNGKey(0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    omegas = jax.random.normal(k1, (32, 3))
+    Ys = jax.random.normal(k2, (32, 3, 3))
+    Ys = Ys + jnp.swapaxes(Ys, 1, 2)
+    V = 0.4
+
+    def solve(om, Y):
+        phi = lambda z: jnp.sum((z - om) ** 2) / (2 * V) + jnp.sum((jnp.outer(z, z) - Y) ** 2)  # noqa: E731
+        z, conv, _, _ = prox_multistart(phi, om, V, n_iter=30)
+        return z, conv, phi(z), jax.grad(phi)(z)
+
+    z, conv, val, g = jax.jit(jax.vmap(solve))(omegas, Ys)
+    assert bool(jnp.all(conv))
+    assert float(jnp.max(jnp.abs(g))) < 1e-6
+    probes = jax.random.normal(k3, (32, 20, 3)) * 2
+
+    def phi_at(om, Y, zz):
+        return jnp.sum((zz - om) ** 2) / (2 * V) + jnp.sum((jnp.outer(zz, zz) - Y) ** 2)
+
+    pv = jax.jit(jax.vmap(lambda om, Y, P: jax.vmap(lambda zz: phi_at(om, Y, zz))(P)))(omegas, Ys, probes)
+    assert bool(jnp.all(pv >= val[:, None] - 1e-9))
+
+
+def test_lam_prime_infinite_and_large_give_frozen():
+    p = Params(sigma="linear", lam_prime=math.inf)
+    r = solve_finetune(p, PRE, **SMALL)
+    d = delta_eff(p.delta, PRE)
+    assert r.q == 0 and r.E_ft == r.E_frozen == pytest.approx(12 * (d + 1.0))
+    big = solve_finetune(Params(sigma="linear", lam_prime=1e3), PRE, **SMALL)
+    assert big.converged
+    assert big.q < 1e-3
+    assert big.E_ft == pytest.approx(big.E_frozen, rel=1e-4)
+
+
+def test_small_alpha_prime_gives_prior():
+    # with no data the ridge keeps ŵ = 0: q = O(α'), m → 0, E_ft → E_frozen
+    r3 = solve_finetune(Params(sigma="linear", alpha_prime=1e-3, lam_prime=0.5), PRE, **SMALL)
+    r4 = solve_finetune(Params(sigma="linear", alpha_prime=1e-4, lam_prime=0.5), PRE, **SMALL)
+    assert r3.converged and r4.converged
+    assert r4.q < 1e-3 and abs(r4.m) < 1e-4
+    assert r3.q / r4.q == pytest.approx(10.0, rel=0.1)
+    assert r4.E_ft == pytest.approx(r4.E_frozen, rel=1e-5)
+
+
+def test_noiseless_many_samples_small_ridge_recovers_direction():
+    pre = PretrainOrderParams(Q0=1.0, Q=1.0, M=1.0)  # δ_eff = Δ/2
+    r = solve_finetune(Params(sigma="linear", delta=1e-4, alpha_prime=50.0, lam_prime=1e-3), pre, **SMALL)
+    assert r.converged
+    assert r.o_w > 0.999
+    worse = solve_finetune(Params(sigma="linear", delta=1.0, alpha_prime=3.0, lam_prime=0.5), PRE, **SMALL)
+    assert worse.o_w < r.o_w - 0.005
+
+
+def test_bad_input():
+    with pytest.raises(ParameterError, match="reuse"):
+        solve_finetune(Params(reuse=0.5), PRE)
+    with pytest.raises(ParameterError, match="M"):
+        PretrainOrderParams(Q0=1.0, Q=1.0, M=2.0)
+    with pytest.raises(ParameterError, match="Q0"):
+        PretrainOrderParams(Q0=0.0, Q=1.0, M=0.0)
+    with pytest.raises(ParameterError, match="n_mc"):
+        solve_finetune(Params(), PRE, n_mc=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sigma", ["linear", "softmax"])
+def test_theory_against_simulation_small_D(sigma):
+    from simulate.run import run
+
+    p = Params(sigma=sigma, alpha_prime=3.0)
+    sim = run(p, 100, 4, seed=0)
+    ps = sim.per_seed
+    th = {k: [] for k in ("E_ft", "o_w", "q", "L_ft")}
+    for i in range(4):
+        pre = PretrainOrderParams(Q0=float(ps["Q0"][i]), Q=float(ps["Q"][i]), M=float(ps["M"][i]))
+        res = solve_finetune(p, pre, q0=float(ps["q0"][i]), n_mc=4000)
+        assert res.converged
+        for k in th:
+            th[k].append(getattr(res, k))
+    for k, v in th.items():
+        # D = 100 carries O(1/D) offsets (MODEL.md §7): 4 standard errors plus a 2% allowance
+        assert abs(np.mean(v) - sim.observables[k]) < 4 * sim.sem[k] + 0.02 * abs(np.mean(v)), k
