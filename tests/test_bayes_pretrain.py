@@ -1,6 +1,8 @@
 """Tests of theory.bayes_pretrain: Bayes-optimal state evolution of pre-training."""
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,9 @@ from lora_attn.params import Params
 from theory.bayes_pretrain import n_observed, softmax_test_error, solve_bayes_pretrain, solve_state
 from theory.spectrum import SpikedSpectrum, mmse_den
 
-CSV = "/work/shared/reference/aim_bo_softmax_T2_kappa0_0.5.csv"
+# ``../shared`` beside the repository (as in CI); LORA_ATTN_SHARED overrides it.
+SHARED = Path(os.environ.get("LORA_ATTN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+CSV = str(SHARED / "reference" / "aim_bo_softmax_T2_kappa0_0.5.csv")
 ALPHA_NEAR_C = 0.1835  # above this the CSV's quad(tol 1e-4) bias exceeds 1e-3 (THEORY_NOTES §2.5, §7)
 
 
