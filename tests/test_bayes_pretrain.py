@@ -1,6 +1,5 @@
 """Tests of theory.bayes_pretrain: Bayes-optimal state evolution of pre-training."""
 
-import math
 import os
 from pathlib import Path
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import simulate
+import simulate  # noqa: F401  (float64)
 from lora_attn import ParameterError, Params
 from simulate.data import sample_batch, sample_teacher
 from simulate.layer import activation, attention_preactivation

@@ -66,31 +66,11 @@ import numpy as np  # noqa: E402
 
 from lora_attn.params import ParameterError, Params  # noqa: E402
 from theory.fixed_point import fixed_point  # noqa: E402
+from theory.order_params import PretrainOrderParams  # noqa: E402,F401  (re-exported)
 from theory.prox import prox_multistart  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class PretrainOrderParams:
-    """Pre-training order parameters (MODEL.md §4): ``Q0 = Tr S̃0²/D``, ``Q = Tr S̃²/D``, ``M = Tr S̃S̃0/D``."""
-
-    Q0: float
-    Q: float
-    M: float
-
-    def __post_init__(self) -> None:
-        for name in ("Q0", "Q", "M"):
-            x = getattr(self, name)
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise ParameterError(f"{name} = {x!r} is not a finite number")
-        if self.Q0 <= 0:
-            raise ParameterError(f"Q0 = {self.Q0} is out of range: allowed Q0 > 0")
-        if self.Q < 0:
-            raise ParameterError(f"Q = {self.Q} is out of range: allowed Q ≥ 0")
-        if self.M * self.M > self.Q * self.Q0 * (1 + 1e-9) + 1e-12:
-            raise ParameterError(f"M = {self.M} is out of range: allowed M² ≤ Q·Q0 = {self.Q * self.Q0}")
-
-
 @dataclass(frozen=True)
 class FinetuneOverlaps:
     """``q = ‖ŵ‖²/D``, ``m = ŵ·w*/D``, ``v`` = susceptibility (variance of the prox's Gaussian factor)."""
