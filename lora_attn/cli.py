@@ -126,6 +126,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_theory(args: argparse.Namespace) -> int:
+    from theory.solve import parse_pretrain, solve_stage
+
+    params = params_from_args(args)
+    pre = parse_pretrain(args.pretrain) if args.pretrain is not None else None
+    if args.stage == "both":
+        raise ParameterError("theory: the chained pre-training → fine-tuning theory is not available yet (issue #4); "
+                             "use --stage finetune --pretrain Q0=..,Q=..,M=.. or --stage pretrain")
+    if args.q0 <= 0:
+        raise ParameterError(f"q0 = {args.q0} is out of range: allowed q0 > 0")
+    result = solve_stage(params, args.stage, pretrain=pre, q0=args.q0, bayes=args.bayes, n_mc=args.n_mc)
+    if args.json:
+        json.dump(result.to_json_dict(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"lora-attn theory --stage {result.stage}: converged = {result.converged}")
+        if result.pretrain_order is not None:
+            p = result.pretrain_order
+            print(f"pre-training order parameters: Q0 = {p.Q0:g}, Q = {p.Q:g}, M = {p.M:g}")
+        for name, value in result.observables.items():
+            print(f"{name:<10} {_fmt(value):>12}")
+    return 0 if result.converged else 4
+
+
 def _not_available(name: str, issue: int):
     def cmd(args: argparse.Namespace) -> int:
         params_from_args(args)
@@ -169,10 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, help="output table, .csv or .parquet (resumes if it exists)")
     sw.set_defaults(func=cmd_sweep)
 
-    for name, issue, text in (
-        ("theory", 4, "asymptotic theory of both stages"),
-        ("validate", 7, "theory against simulation"),
-    ):
+    th = sub.add_parser("theory", help="asymptotic (D → ∞) theory")
+    add_param_flags(th)
+    th.add_argument("--stage", choices=("both", "pretrain", "finetune"), default="both",
+                    help="which stage (default both; 'both' needs the pre-training theory, issue #4)")
+    th.add_argument("--pretrain", default=None, metavar="Q0=..,Q=..,M=..",
+                    help="pre-training order parameters fed to the fine-tuning theory")
+    th.add_argument("--q0", type=float, default=1.0, help="‖w*‖²/D fed to the fine-tuning theory (default 1)")
+    th.add_argument("--bayes", action="store_true", help="add the Bayes-optimal fine-tuning baseline (10–30 s)")
+    th.add_argument("--n-mc", type=int, default=4000, help="Monte-Carlo draws of the fine-tuning channel")
+    th.add_argument("--json", action="store_true", help="print one JSON object")
+    th.set_defaults(func=cmd_theory)
+
+    for name, issue, text in (("validate", 7, "theory against simulation"),):
         p = sub.add_parser(name, help=f"{text} (not available yet)")
         add_param_flags(p)
         p.set_defaults(func=_not_available(name, issue))
