@@ -131,9 +131,6 @@ def cmd_theory(args: argparse.Namespace) -> int:
 
     params = params_from_args(args)
     pre = parse_pretrain(args.pretrain) if args.pretrain is not None else None
-    if args.stage == "both":
-        raise ParameterError("theory: the chained pre-training → fine-tuning theory is not available yet (issue #4); "
-                             "use --stage finetune --pretrain Q0=..,Q=..,M=.. or --stage pretrain")
     if args.q0 <= 0:
         raise ParameterError(f"q0 = {args.q0} is out of range: allowed q0 > 0")
     result = solve_stage(params, args.stage, pretrain=pre, q0=args.q0, bayes=args.bayes, n_mc=args.n_mc)
@@ -196,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     th = sub.add_parser("theory", help="asymptotic (D → ∞) theory")
     add_param_flags(th)
     th.add_argument("--stage", choices=("both", "pretrain", "finetune"), default="both",
-                    help="which stage (default both; 'both' needs the pre-training theory, issue #4)")
+                    help="which stage (default both: pre-training chained into fine-tuning; linear σ only so far)")
     th.add_argument("--pretrain", default=None, metavar="Q0=..,Q=..,M=..",
                     help="pre-training order parameters fed to the fine-tuning theory")
     th.add_argument("--q0", type=float, default=1.0, help="‖w*‖²/D fed to the fine-tuning theory (default 1)")

@@ -49,18 +49,30 @@ def test_theory_finetune_json_from_given_order_parameters(capsys):
     assert obs["E_ft"] < obs["E_frozen"]
 
 
-def test_theory_pretrain_reports_the_bayes_baseline(capsys):
+def test_theory_pretrain_reports_erm_and_bayes(capsys):
     assert main(["theory", "--stage", "pretrain", "--sigma", "linear", "--json"]) == 0
     obs = json.loads(capsys.readouterr().out)["observables"]
     assert obs["Q0"] == 2.0 and 0 < obs["Q_BO"] < 2.0
     assert obs["E_pre_BO"] == pytest.approx(12 * (2.0 - obs["Q_BO"] + 0.25))  # T(T+1)(V + Δ/2)
+    assert obs["E_pre"] == pytest.approx(12 * (2.0 - 2 * obs["M"] + obs["Q"] + 0.25))
+    assert obs["E_pre_BO"] < obs["E_pre"]
+
+
+def test_theory_chains_pretraining_into_finetuning_for_linear(capsys):
+    assert main(["theory", "--sigma", "linear", "--n-mc", "800", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    obs = out["observables"]
+    assert out["stage"] == "both" and out["converged"] is True
+    assert out["pretrain"] == {"Q0": 2.0, "Q": obs["Q"], "M": obs["M"]}
+    assert obs["delta_eff"] == pytest.approx(0.25 + 2.0 - 2 * obs["M"] + obs["Q"])
+    assert obs["E_ft"] < obs["E_frozen"]
 
 
 @pytest.mark.parametrize("argv, match", [
     (["theory", "--stage", "finetune"], "--pretrain"),
     (["theory", "--stage", "finetune", "--pretrain", "Q0=1,Q=1"], "missing M"),
     (["theory", "--stage", "finetune", "--pretrain", "Q0=1,Q=1,M=3"], "M"),
-    (["theory"], "not available yet"),
+    (["theory"], "softmax"),
 ])
 def test_theory_refuses_incomplete_input(argv, match, capsys):
     assert main(argv) == 2

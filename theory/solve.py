@@ -3,8 +3,9 @@
 Stages:
 - ``"finetune"``: the fine-tuning fixed point (:mod:`theory.finetune`) fed with pre-training order
   parameters ``(Q0, Q, M)`` given by the caller (e.g. measured in a simulation);
-- ``"pretrain"``: the Bayes-optimal pre-training baseline (:mod:`theory.bayes_pretrain`); the ERM
-  pre-training fixed point is added when its module is present.
+- ``"pretrain"``: the ERM pre-training fixed point (:mod:`theory.pretrain`; linear ``σ`` so far) and the
+  Bayes-optimal pre-training baseline (:mod:`theory.bayes_pretrain`);
+- ``"both"``: pre-training, then fine-tuning fed with its ``(Q0, Q, M)`` (linear ``σ`` so far).
 The Bayes-optimal fine-tuning baseline (:mod:`theory.bayes_finetune`) is added on request
 (``bayes=True``; it costs 10–30 s).
 """
@@ -18,7 +19,7 @@ from typing import Any
 from lora_attn.params import ParameterError, Params
 from theory.order_params import PretrainOrderParams
 
-STAGES = ("pretrain", "finetune")
+STAGES = ("both", "pretrain", "finetune")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def solve_stage(
 
     Args:
         params: the parameter point.
-        stage: ``"pretrain"`` or ``"finetune"``.
+        stage: ``"both"``, ``"pretrain"`` or ``"finetune"``.
         pretrain: ``(Q0, Q, M)`` of the frozen weights (required for ``"finetune"``).
         q0: ``‖w*‖²/D`` (1 in the limit; a simulation's measured value may be passed).
         bayes: add the Bayes-optimal baseline of the stage (``E_ft_BO, q_BO`` / ``E_pre_BO, Q_BO``).
@@ -76,7 +77,16 @@ def solve_stage(
         if pretrain is None:
             raise ParameterError("stage 'finetune' needs the pre-training order parameters: --pretrain Q0=..,Q=..,M=..")
         return _finetune(params, pretrain, q0=q0, bayes=bayes, n_mc=n_mc)
-    return _pretrain(params)
+    pre = _pretrain(params)
+    if stage == "pretrain":
+        return pre
+    if pre.pretrain_order is None:
+        raise ParameterError("stage 'both' needs the ERM pre-training theory, available for sigma = 'linear' only "
+                             "(softmax: issue #4); use --stage finetune --pretrain Q0=..,Q=..,M=..")
+    ft = _finetune(params, pre.pretrain_order, q0=q0, bayes=bayes, n_mc=n_mc)
+    return TheoryResult(params=params, stage="both", observables={**pre.observables, **ft.observables},
+                        converged=pre.converged and ft.converged, pretrain_order=pre.pretrain_order,
+                        diagnostics={**pre.diagnostics, **ft.diagnostics})
 
 
 def _finetune(params: Params, pre: PretrainOrderParams, *, q0: float, bayes: bool, n_mc: int) -> TheoryResult:
@@ -102,12 +112,24 @@ def _finetune(params: Params, pre: PretrainOrderParams, *, q0: float, bayes: boo
 
 def _pretrain(params: Params) -> TheoryResult:
     from theory.bayes_pretrain import solve_bayes_pretrain
+    from theory.pretrain import solve_pretrain
 
     b = solve_bayes_pretrain(params)
-    obs = {"Q0": 1.0 + params.kappa0, "Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO}
-    diag = {"bayes_pretrain": {"mmse": b.mmse, "E_pre_BO_sem": b.E_pre_BO_sem, "status": b.status},
-            "erm_pretrain": "not available yet (issue #4): Q, M, V, E_pre, L_pre are not reported"}
-    return TheoryResult(params=params, stage="pretrain", observables=obs, converged=bool(b.converged), diagnostics=diag)
+    obs: dict[str, float] = {"Q0": 1.0 + params.kappa0}
+    diag: dict[str, Any] = {"bayes_pretrain": {"mmse": b.mmse, "E_pre_BO_sem": b.E_pre_BO_sem, "status": b.status}}
+    converged = bool(b.converged)
+    order = None
+    if params.sigma == "linear":
+        r = solve_pretrain(params)
+        obs.update({"Q": r.Q, "M": r.M, "V": r.V, "E_pre": r.E_pre, "L_pre": r.L_pre})
+        diag["pretrain"] = {"n_steps": r.n_steps, "residual": r.residual, "status": r.status, "trace": r.trace}
+        converged = converged and r.converged
+        order = PretrainOrderParams(Q0=r.Q0, Q=r.Q, M=r.M)
+    else:
+        diag["pretrain"] = "the softmax ERM pre-training theory is not available yet (issue #4)"
+    obs.update({"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO})
+    return TheoryResult(params=params, stage="pretrain", observables=obs, converged=converged,
+                        pretrain_order=order, diagnostics=diag)
 
 
 def _simple(v: Any) -> bool:
