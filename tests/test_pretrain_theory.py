@@ -51,3 +51,16 @@ def test_training_loss_is_below_test_error_and_Q0_is_exact():
 def test_softmax_is_refused_until_it_exists():
     with pytest.raises(ParameterError, match="softmax"):
         solve_pretrain(Params(sigma="softmax"))
+
+
+@pytest.mark.parametrize("T", [2, 3])
+def test_bayes_optimal_error_is_below_erm_on_a_grid(T):
+    from theory.bayes_pretrain import solve_bayes_pretrain
+
+    for alpha in (0.02, 0.05, 0.1, 0.2):
+        for lam in (0.01, 0.1, 1.0):
+            p = Params(sigma="linear", T=T, alpha=alpha, lam=lam)
+            erm, bo = solve_pretrain(p), solve_bayes_pretrain(p)
+            assert erm.converged and bo.converged
+            assert bo.E_pre_BO <= erm.E_pre + 1e-9, (alpha, lam)
+            assert bo.mmse <= erm.Q0 - 2 * erm.M + erm.Q + 1e-9
