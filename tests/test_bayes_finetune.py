@@ -164,3 +164,19 @@ def test_amp_matches_state_evolution_large_D(sigma):
         gap = abs(np.mean(ms) - se.q_BO)
         assert gap < 3 * np.std(ms, ddof=1) / math.sqrt(3) + 3 * se.q_se + 0.02
         assert abs(np.mean(Es) - se.E_ft_BO) < 3 * np.std(Es, ddof=1) / math.sqrt(3) + 3 * se.E_ft_BO_se + 0.03 * se.E_ft_BO
+
+
+@pytest.mark.parametrize("alpha_prime, lam_primes", [(3.0, (0.05, 0.5, 2.0)), (0.5, (2.0,))])
+def test_bayes_optimal_error_is_below_erm_on_a_grid_of_ridges(alpha_prime, lam_primes):
+    """E_ft^BO ≤ E_ft(λ') for every λ' (linear σ, the same frozen order parameters), within the BO
+    error's Monte-Carlo standard error (the ERM linear errors are closed-form in (q, m))."""
+    from theory.finetune import solve_finetune
+
+    pre = Pretrained(Q0=2.0, Q=2.197, M=1.915)
+    bo = solve_bayes_finetune(Params(T=3, sigma="linear", alpha_prime=alpha_prime), pre, n_outer=600, n_inner=128,
+                              threshold=False)
+    se = max(bo.E_ft_BO_se, bo.E_ft_BO_se_q)
+    for lp in lam_primes:
+        erm = solve_finetune(Params(T=3, sigma="linear", alpha_prime=alpha_prime, lam_prime=lp), pre, n_mc=800)
+        assert erm.converged
+        assert bo.E_ft_BO <= erm.E_ft + 3 * se, lp
