@@ -3,6 +3,11 @@
 A model supplies a pure ``step: x -> x_new`` on a dataclass (or tuple/dict) of floats; this driver
 iterates ``x ← (1 − damping)·step(x) + damping·x`` until
 ``max_i |step(x)_i − x_i| / (atol + rtol |x_i|) < 1``, and returns a :class:`FixedPointResult`.
+With ``anderson = m > 0`` the damped update is replaced by Anderson mixing over the last ``m`` iterates
+(type II: ``γ = argmin ‖f_k − ΔF γ‖``, ``f = step(x) − x``; ``x ← x_k + (1−damping) f_k − (ΔX + (1−damping) ΔF) γ``),
+which cuts the number of (expensive, Monte-Carlo) map evaluations; the history is cleared whenever the
+residual grows tenfold or the extrapolated point leaves the map's domain (a non-finite step), so a bad
+extrapolation falls back to plain damping.
 It never returns a non-converged result silently: ``converged`` and ``status`` say what happened,
 and ``throw=True`` raises :class:`FixedPointError` instead.
 """
@@ -70,6 +75,7 @@ def fixed_point(
     atol: float = 1e-10,
     max_steps: int = 1000,
     throw: bool = False,
+    anderson: int = 0,
 ) -> FixedPointResult[X]:
     """Damped iteration ``x_{k+1} = (1 − damping) step(x_k) + damping x_k``.
 
@@ -80,23 +86,51 @@ def fixed_point(
         rtol, atol: stop when ``max |step(x) − x| / (atol + rtol |x|) < 1``.
         max_steps: iteration cap.
         throw: raise :class:`FixedPointError` on failure instead of returning it.
+        anderson: Anderson memory ``m`` (0: plain damped iteration).
     """
     if not 0.0 <= damping < 1.0:
         raise ValueError(f"damping = {damping} is out of range: allowed 0 ≤ damping < 1")
     if max_steps < 1:
         raise ValueError(f"max_steps = {max_steps} is out of range: allowed max_steps ≥ 1")
+    if not (isinstance(anderson, int) and anderson >= 0):
+        raise ValueError(f"anderson = {anderson!r} is out of range: allowed an integer ≥ 0")
     x = init
     flat, unflatten = _flatten(x)
     residual = math.inf
     status = "max_steps"
     n = 0
+    xs: list[np.ndarray] = []
+    fs: list[np.ndarray] = []
+    fallback: np.ndarray | None = None  # the plain damped iterate, when Anderson mixing replaced it
     for n in range(1, max_steps + 1):
         new_flat, _ = _flatten(step(x))
+        if not np.all(np.isfinite(new_flat)) and fallback is not None:
+            # the extrapolation left the map's domain: take the plain damped step and forget the history
+            flat, x, xs, fs, fallback = fallback, unflatten(fallback), [], [], None
+            new_flat, _ = _flatten(step(x))
         if not np.all(np.isfinite(new_flat)):
             status = "nonfinite"
             break
+        previous = residual
         residual = float(np.max(np.abs(new_flat - flat) / (atol + rtol * np.abs(flat)), initial=0.0))
-        flat = (1.0 - damping) * new_flat + damping * flat
+        f = new_flat - flat
+        damped = flat + (1.0 - damping) * f
+        if anderson:
+            if residual > 10 * previous:
+                xs, fs = [], []
+            xs, fs = (xs + [flat])[-(anderson + 1):], (fs + [f])[-(anderson + 1):]
+            if len(fs) > 1:
+                dX = np.diff(np.array(xs), axis=0).T
+                dF = np.diff(np.array(fs), axis=0).T
+                gamma = np.linalg.lstsq(dF, f, rcond=None)[0]
+                mixed = damped - (dX + (1.0 - damping) * dF) @ gamma
+                if np.all(np.isfinite(mixed)):
+                    fallback, damped = damped, mixed
+                else:
+                    fallback = None
+            else:
+                fallback = None
+        flat = damped
         x = unflatten(flat)
         if residual < 1.0:
             status = "converged"
