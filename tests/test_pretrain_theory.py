@@ -48,9 +48,19 @@ def test_training_loss_is_below_test_error_and_Q0_is_exact():
     assert r.Q0 == 1.7 and r.L_pre < r.E_pre
 
 
-def test_softmax_is_refused_until_it_exists():
-    with pytest.raises(ParameterError, match="softmax"):
-        solve_pretrain(Params(sigma="softmax"))
+def test_bad_inputs_are_refused():
+    with pytest.raises(ParameterError, match="lam"):
+        solve_pretrain(Params(sigma="linear", lam=0.0))
+    with pytest.raises(ParameterError, match="n_mc"):
+        solve_pretrain(Params(sigma="softmax"), n_mc=1)
+    with pytest.raises(ParameterError, match="Q0"):
+        solve_pretrain(Params(sigma="linear"), Q0=-1.0)
+
+
+def test_measured_Q0_enters_the_channel_and_the_error():
+    """A simulation's Q0 may be passed: E_pre = T(T+1)(Q0 − 2M + Q + Δ/2) with that Q0."""
+    r = solve_pretrain(Params(sigma="linear"), Q0=2.05)
+    assert r.Q0 == 2.05 and r.E_pre == pytest.approx(12 * (2.05 - 2 * r.M + r.Q + 0.25), rel=1e-12)
 
 
 @pytest.mark.parametrize("T", [2, 3])

@@ -1,38 +1,58 @@
-"""Replica-symmetric theory of ERM pre-training, linear ``σ`` (MODEL.md §5 items 1–4).
+"""Replica-symmetric theory of ERM pre-training, linear and softmax ``σ`` (MODEL.md §5 items 1–4).
 
-Objective ``Σ_μ (1/D)‖A_W(X_μ)X_μ − y_μ‖_F² + λ‖W‖_F²`` with ``N = αD²`` sequences. In the ``S̄ = WWᵀ/√(PD)``
-normalisation (THEORY_NOTES §1.1, §3) and divided by ``D²`` it reads
-``(1/D²) Σ_μ Σ_{a,b} (A_ab − y_ab)² + (λ√κ/D) Tr S̄`` (``‖W‖_F² = D√κ Tr S̄``), i.e. the quadratic-network
-problem of Erba et al. with weight decay ``λ_q = λ√κ`` on ``Tr S̄``, ``S̄ ⪰ 0`` (rank ``≤ κD``).
+Objective ``Σ_μ (1/D)‖σ(A_W(X_μ))X_μ − y_μ‖_F² + λ‖W‖_F²`` with ``N = αD²`` sequences. In the
+``S̄ = WWᵀ/√(PD)`` normalisation (THEORY_NOTES §1.1, §3) and divided by ``D²`` it reads
+``(1/D²) Σ_μ ℓ(B_μ, A_μ) + (λ√κ/D) Tr S̄`` (``‖W‖_F² = D√κ Tr S̄``) with the per-sequence loss
+``ℓ(B, A) = Σ_{a,b} (σ(A)_ab − B_ab)²`` over ordered entries, ``B = σ(A0 + √ΔZ)`` (``XXᵀ/D → I_T``): the
+quadratic-network problem of Erba et al. with weight decay ``λ_q = λ√κ`` on ``Tr S̄``, ``S̄ ⪰ 0``
+(rank ``≤ κD``), and a ``T × T`` channel.
 
-Channel (linear σ, labels ``y = A0 + √ΔZ`` symmetric): the ``T`` diagonal entries have variance factor
-``c = 2`` and weight 1, the ``T(T−1)/2`` off-diagonal pairs ``c = 1`` and weight 2 (two ordered entries);
-both give the proximal denominator ``1 + 4V``, and the conjugates are those of ``T = 1`` with
-``α_eff = α T(T+1)/2`` (THEORY_NOTES §3.4, derived there and checked against simulation here):
+Fixed point ``(Q, M, V) = prior_step(channel(Q, M, V))``:
 
-    q̂ = 2α_eff (Q0 − 2M + Q + Δ/2)/(V + 1/4)²,   m̂ = σ̂ = 2α_eff/(V + 1/4).
+* prior: :func:`theory.denoise_prior.prior_step` with threshold ``2λ_q`` (free probability, ``D → ∞``);
+* channel, linear σ, closed form: the ``T`` diagonal entries have ``c = 2`` and weight 1, the
+  ``T(T−1)/2`` off-diagonal pairs ``c = 1`` and weight 2 (two ordered entries); both give the proximal
+  denominator ``1 + 4V``, and the conjugates are those of ``T = 1`` with ``α_eff = α T(T+1)/2``
+  (THEORY_NOTES §3.4, checked against simulation)::
 
-Prior: :func:`theory.denoise_prior.prior_step` with threshold ``2λ_q`` (free probability, ``D → ∞``).
-Observables: ``E_pre = T(T+1)(Q0 − 2M + Q + Δ/2)`` (fresh sequence; ordered entries, ``XXᵀ/D → I``),
-``L_pre = T(T+1)(Q0 − 2M + Q + Δ/2)/(1 + 4V)²`` (the training residual ``(y − ω)/(1 + 4V)``),
-``Q0 = 1 + κ0``.
+      q̂ = 2α_eff (Q0 − 2M + Q + Δ/2)/(V + 1/4)²,   m̂ = σ̂ = 2α_eff/(V + 1/4);
 
-Softmax pre-training (a ``T × T`` non-convex proximal problem) is not implemented yet (issue #4).
+  observables ``E_pre = T(T+1)(Q0 − 2M + Q + Δ/2)``, ``L_pre = E_pre/(1 + 4V)²``;
+* channel, softmax σ: the Monte-Carlo ``T × T`` proximal channel of :mod:`theory.pretrain_channel`
+  (the same recipe, which reproduces the closed form above for linear σ); ``E_pre`` is the fresh-sequence
+  expectation :func:`theory.pretrain_channel.fresh_test_error`, ``L_pre = E ℓ(B, Â)`` at the prox.
+
+``Q0 = 1 + κ0`` unless given (a simulation's measured ``Q0`` may be passed; the prior's teacher spectrum
+stays the ``κ0`` Wishart law). Softmax solve: Anderson-accelerated iteration of the map (cheap), then
+the damped :func:`theory.fixed_point.fixed_point` from there, whose verdict is the one reported.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
 
 from lora_attn.params import ParameterError, Params
 from theory.denoise_prior import PretrainHats, PretrainOverlaps, prior_step
 from theory.fixed_point import fixed_point
 
+DEFAULT_N_MC = {2: 1500, 3: 1500}
+N_TEST = 20000
+
 
 @dataclass(frozen=True)
 class PretrainResult:
-    """Fixed point and observables of pre-training (MODEL.md names; ``V`` is the susceptibility)."""
+    """Fixed point and observables of pre-training (MODEL.md names; ``V`` is the susceptibility).
+
+    Softmax only (defaults otherwise): ``E_pre_sem``/``L_pre_sem`` are Monte-Carlo standard errors at the
+    fixed point (fixed order parameters), ``hats_sem`` those of the conjugates, ``prox`` the prox
+    diagnostics (fractions of samples ``converged``/``multimodal``/``ambiguous``, the alternative
+    estimators ``m_hat_derivative``/``sigma_hat_stein``), ``n_mc`` the channel draws, ``n_map`` the number
+    of channel evaluations of the whole solve.
+    """
 
     Q0: float
     Q: float
@@ -46,6 +66,17 @@ class PretrainResult:
     n_steps: int
     residual: float
     status: str
+    E_pre_sem: float = 0.0
+    L_pre_sem: float = 0.0
+    hats_sem: dict = field(default_factory=dict)
+    prox: dict = field(default_factory=dict)
+    n_mc: int = 0
+    n_map: int = 0
+
+    @property
+    def overlaps(self) -> PretrainOverlaps:
+        """``(Q, M, V)``: a warm start for a neighbouring point (``solve_pretrain(..., init=r.overlaps)``)."""
+        return PretrainOverlaps(Q=self.Q, M=self.M, V=self.V)
 
 
 def linear_channel(ov: PretrainOverlaps, *, T: int, alpha: float, delta: float, Q0: float) -> PretrainHats:
@@ -56,33 +87,146 @@ def linear_channel(ov: PretrainOverlaps, *, T: int, alpha: float, delta: float, 
                         sigma_hat=2 * a_eff / denom)
 
 
+def _check(params: Params, Q0: float, n_mc: int | None) -> None:
+    if params.lam <= 0:
+        raise ParameterError(f"lam = {params.lam} is out of range for the theory: allowed lam > 0")
+    if not (math.isfinite(Q0) and Q0 > 0):
+        raise ParameterError(f"Q0 = {Q0} is out of range: allowed 0 < Q0 < ∞")
+    if n_mc is not None and not (isinstance(n_mc, int) and n_mc >= 2):
+        raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
+
+
+def _clip(ov: PretrainOverlaps, Q0: float) -> PretrainOverlaps:
+    """Project onto the admissible set ``Q ≥ 0, V ≥ 0, M² ≤ Q Q0`` (Anderson extrapolation may leave it)."""
+    Q = max(ov.Q, 0.0)
+    bound = math.sqrt(Q * Q0)
+    return PretrainOverlaps(Q=Q, M=min(max(ov.M, -bound), bound), V=max(ov.V, 0.0))
+
+
+def _anderson(step: Callable[[PretrainOverlaps], PretrainOverlaps], x0: PretrainOverlaps, Q0: float, *,
+              depth: int = 4, max_iter: int = 40, tol: float = 1e-7, mix: float = 0.7) -> PretrainOverlaps:
+    """Anderson (type II) mixing of ``x ↦ step(x)`` on ``(Q, M, V)``: a fast approach to the fixed point that
+    :func:`theory.fixed_point.fixed_point` then certifies. Falls back to a mixed plain step whenever the
+    extrapolation leaves the admissible set or the map fails there."""
+    def vec(o: PretrainOverlaps) -> np.ndarray:
+        return np.array([o.Q, o.M, o.V])
+
+    def ovl(v: np.ndarray) -> PretrainOverlaps:
+        return _clip(PretrainOverlaps(Q=float(v[0]), M=float(v[1]), V=float(v[2])), Q0)
+
+    x = vec(x0)
+    xs: list[np.ndarray] = []
+    fs: list[np.ndarray] = []
+    for _ in range(max_iter):
+        try:
+            gx = vec(step(ovl(x)))
+        except (ValueError, FloatingPointError):
+            break
+        f = gx - x
+        if np.max(np.abs(f) / (1e-10 + np.abs(x))) < tol:
+            return ovl(gx)
+        xs.append(x)
+        fs.append(f)
+        xs, fs = xs[-(depth + 1):], fs[-(depth + 1):]
+        x_new = x + mix * f
+        if len(fs) > 1:
+            dF = np.stack([fs[i + 1] - fs[i] for i in range(len(fs) - 1)], axis=1)
+            dX = np.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], axis=1)
+            gamma, *_ = np.linalg.lstsq(dF, f, rcond=None)
+            cand = x + mix * f - (dX + mix * dF) @ gamma
+            if np.all(np.isfinite(cand)) and cand[0] >= 0 and cand[2] >= 0:
+                x_new = cand
+        x = x_new
+    return ovl(x)
+
+
 def solve_pretrain(
     params: Params,
     *,
     init: PretrainOverlaps | None = None,
     damping: float = 0.5,
-    rtol: float = 1e-9,
+    rtol: float | None = None,
     atol: float = 1e-12,
     max_steps: int = 3000,
+    Q0: float | None = None,
+    n_mc: int | None = None,
+    key: int = 0,
+    n_test: int = N_TEST,
+    accelerate: bool = True,
+    mc_linear: bool = False,
+    m_hat_form: str = "stein",
 ) -> PretrainResult:
-    """Solve ``(Q, M, V) = prior_step(linear_channel(Q, M, V))`` by damped iteration (linear σ)."""
-    if params.sigma != "linear":
-        raise ParameterError("the softmax pre-training theory is not available yet (issue #4): allowed sigma = 'linear'")
-    if params.lam <= 0:
-        raise ParameterError(f"lam = {params.lam} is out of range for the theory: allowed lam > 0")
-    T, Q0 = params.T, 1.0 + params.kappa0
+    """Solve ``(Q, M, V) = prior_step(channel(Q, M, V))`` (module doc) and evaluate ``E_pre, L_pre``.
+
+    Args:
+        params: the parameter point (``sigma`` linear or softmax; ``lam > 0``).
+        init: warm start ``(Q, M, V)`` (e.g. ``r.overlaps`` of a neighbouring point).
+        damping, rtol, atol, max_steps: of the certifying damped iteration; ``rtol`` defaults to 1e-9
+            (closed-form channel) or 1e-7 (Monte-Carlo channel, whose map is deterministic but only
+            piecewise smooth where a sample's prox switches minimum).
+        Q0: the teacher's ``Tr S̃0²/D`` (default ``1 + κ0``; a simulation's measured value may be passed).
+        n_mc, key: Monte-Carlo draws and integer seed of the fixed keys of the channel (softmax, or
+            linear with ``mc_linear=True``).
+        n_test: draws of the fresh-sequence ``E_pre`` (softmax).
+        accelerate: Anderson pre-iterations before the certifying damped iteration (MC channel).
+        mc_linear: use the Monte-Carlo channel for linear σ too (a check of its normalisations).
+        m_hat_form: ``'stein'`` (default) or ``'derivative'`` estimator of ``m̂`` (MC channel).
+    """
+    Q0 = 1.0 + params.kappa0 if Q0 is None else float(Q0)
+    _check(params, Q0, n_mc)
+    T = params.T
     lam_q = params.lam * math.sqrt(params.kappa)
+    start = init if init is not None else PretrainOverlaps(Q=0.5 * Q0, M=0.4 * Q0, V=0.5)
+
+    def prior(hats: PretrainHats):
+        return prior_step(hats, kappa0=params.kappa0, kappa=params.kappa, lam=lam_q)
+
+    if params.sigma == "linear" and not mc_linear:
+        def step(ov: PretrainOverlaps) -> PretrainOverlaps:
+            return prior(linear_channel(ov, T=T, alpha=params.alpha, delta=params.delta, Q0=Q0)).overlaps
+
+        res = fixed_point(step, start, damping=damping, rtol=1e-9 if rtol is None else rtol, atol=atol,
+                          max_steps=max_steps)
+        ov = res.value
+        hats = linear_channel(ov, T=T, alpha=params.alpha, delta=params.delta, Q0=Q0)
+        err = Q0 - 2 * ov.M + ov.Q + params.delta / 2
+        return PretrainResult(Q0=Q0, Q=ov.Q, M=ov.M, V=ov.V, E_pre=T * (T + 1) * err,
+                              L_pre=T * (T + 1) * err / (1 + 4 * ov.V) ** 2, trace=prior(hats).trace, hats=hats,
+                              converged=res.converged, n_steps=res.n_steps, residual=res.residual,
+                              status=res.status)
+    return _solve_mc(params, start, prior, Q0=Q0, damping=damping, rtol=1e-7 if rtol is None else rtol,
+                     atol=atol, max_steps=max_steps, n_mc=n_mc or DEFAULT_N_MC.get(T, 1000), key=key,
+                     n_test=n_test, accelerate=accelerate, m_hat_form=m_hat_form)
+
+
+def _solve_mc(params: Params, start: PretrainOverlaps, prior: Callable[[PretrainHats], Any], *, Q0: float,
+              damping: float, rtol: float, atol: float, max_steps: int, n_mc: int, key: int, n_test: int,
+              accelerate: bool, m_hat_form: str) -> PretrainResult:
+    from theory.pretrain_channel import ChannelDraws, channel, fresh_test_error
+
+    draws = ChannelDraws.make(params.T, n_mc, key)
+    cache: dict[tuple[float, float, float], Any] = {}
+
+    def chan(ov: PretrainOverlaps):
+        k = (ov.Q, ov.M, ov.V)
+        if k not in cache:
+            cache[k] = channel(ov.Q, ov.M, ov.V, T=params.T, sigma=params.sigma, alpha=params.alpha,
+                               delta=params.delta, Q0=Q0, beta=params.beta, draws=draws, m_hat_form=m_hat_form)
+        return cache[k]
 
     def step(ov: PretrainOverlaps) -> PretrainOverlaps:
-        hats = linear_channel(ov, T=T, alpha=params.alpha, delta=params.delta, Q0=Q0)
-        return prior_step(hats, kappa0=params.kappa0, kappa=params.kappa, lam=lam_q).overlaps
+        return prior(chan(_clip(ov, Q0)).hats).overlaps
 
-    start = init if init is not None else PretrainOverlaps(Q=0.5 * Q0, M=0.4 * Q0, V=0.5)
-    res = fixed_point(step, start, damping=damping, rtol=rtol, atol=atol, max_steps=max_steps)
-    ov = res.value
-    hats = linear_channel(ov, T=T, alpha=params.alpha, delta=params.delta, Q0=Q0)
-    final = prior_step(hats, kappa0=params.kappa0, kappa=params.kappa, lam=lam_q)
-    err = Q0 - 2 * ov.M + ov.Q + params.delta / 2
-    return PretrainResult(Q0=Q0, Q=ov.Q, M=ov.M, V=ov.V, E_pre=T * (T + 1) * err,
-                          L_pre=T * (T + 1) * err / (1 + 4 * ov.V) ** 2, trace=final.trace, hats=hats,
-                          converged=res.converged, n_steps=res.n_steps, residual=res.residual, status=res.status)
+    x0 = _anderson(step, start, Q0) if accelerate else start
+    res = fixed_point(step, x0, damping=damping, rtol=rtol, atol=atol, max_steps=max_steps)
+    ov = _clip(res.value, Q0)
+    ch = chan(ov)
+    E, E_se = fresh_test_error(ov.Q, ov.M, T=params.T, sigma=params.sigma, delta=params.delta, Q0=Q0,
+                               beta=params.beta, n=n_test, key=key + 1)
+    prox = {"converged": ch.frac_converged, "multimodal": ch.frac_multimodal, "ambiguous": ch.frac_ambiguous,
+            "m_hat_stein": ch.m_hat_stein, "m_hat_derivative": ch.m_hat_derivative,
+            "sigma_hat_stein": ch.sigma_hat_stein, "E_pre_channel": ch.E_pre}
+    return PretrainResult(Q0=Q0, Q=ov.Q, M=ov.M, V=ov.V, E_pre=E, L_pre=ch.L_pre, trace=prior(ch.hats).trace,
+                          hats=ch.hats, converged=res.converged, n_steps=res.n_steps, residual=res.residual,
+                          status=res.status, E_pre_sem=E_se, L_pre_sem=ch.L_pre_sem, hats_sem=dict(ch.sem),
+                          prox=prox, n_mc=n_mc, n_map=len(cache))
