@@ -1,6 +1,6 @@
 """Replica-symmetric asymptotic theory of LoRA fine-tuning by ERM (MODEL.md §5.5; THEORY_NOTES §5.3).
 
-Setting: fresh fine-tuning sequences (``e = 0``), frozen ``√β_W·Ŵ`` with pre-training order parameters
+Setting: fresh fine-tuning sequences (``e = 0``; reused and actively selected sequences: see below), frozen ``√β_W·Ŵ`` with pre-training order parameters
 ``(Q0, Q, M)`` (MODEL.md §4), rank-one LoRA ``w`` trained on ``N' = α'D`` sequences by
 
     min_w  Σ_ν (1/D)‖σ(β_W A_Ŵ + R_w)X_ν − y'_ν‖_F² + λ'‖w‖².
@@ -45,6 +45,19 @@ Derivation summary (D → ∞).
   and ``σ(H + ·)`` are not functions of ``H − A``, so the solution depends on the three numbers
   ``(Q_W, M_W, Q0 + Δ/2)`` (``Q0`` and ``Δ`` only through ``Q0 + Δ/2``), and on ``β``.
 
+Reused and selected sequences (issue #6; :mod:`theory.reuse`). The channel takes explicit samples of
+the frozen pair ``(A, H)``: the fine-tuning data are a mixture, a fraction ``1 − e`` of fresh sequences
+(the GOE-like law above) and ``e`` of reused pre-training sequences, on which ``A = β_W Â_train`` is the
+frozen model's *training* pre-activation (pre-training proximal map) and ``H = A0 + √ΔZ`` the same
+sequence's teacher and noise; with active selection every pair comes from the fresh law conditioned on
+a low score ``‖A_Ŵ‖_F`` (fraction ``ρ`` of a pool of ``ᾱ'D``; ``α' = ρᾱ'``). The conjugates are the same
+expectations over that mixture; ``(ω, χ*)`` keep their law (``w*`` is independent of the pre-training
+data and of the score at leading order). The test observables ``E_ft``, ``E_frozen`` stay on FRESH
+sequences; ``delta_eff`` is the off-diagonal variance of ``H − A`` over the sequences the fine-tuning
+sees (the simulator's definition): ``(1 − e)Δ_eff^fresh + eΔ_eff^reused``, or ``Δ_eff(ρ)``.
+With selection the random control (a random subset of the same size = the fresh channel at ``α' = ρᾱ'``)
+is solved too (``random_control``).
+
 Monte Carlo: all expectations use fixed ``jax.random`` keys (common random numbers), so the map is
 deterministic; per-sample prox diagnostics and the standard errors of the averages are reported.
 ``m = 0`` is a fixed point by symmetry (``χ → −χ``); iteration starts informed (``m > 0``).
@@ -52,6 +65,7 @@ deterministic; per-sample prox diagnostics and the standard errors of the averag
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import partial
@@ -67,7 +81,18 @@ import numpy as np  # noqa: E402
 from lora_attn.params import ParameterError, Params  # noqa: E402
 from theory.fixed_point import fixed_point  # noqa: E402
 from theory.order_params import PretrainOrderParams  # noqa: E402,F401  (re-exported)
-from theory.prox import prox_multistart  # noqa: E402
+from theory.prox import START_SCALES, prox_multistart  # noqa: E402
+from theory.reuse import (  # noqa: E402
+    c_T,
+    offdiag_mean_square,
+    order_params_of,
+    reused_delta_eff_linear,
+    reused_pairs,
+    selected_delta_eff,
+    selected_pairs,
+    susceptibility_of,
+    training_sampler,
+)
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -92,7 +117,9 @@ class FinetuneHats:
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """Fixed point and observables (MODEL.md §4 names)."""
+    """Fixed point and observables (MODEL.md §4 names). ``delta_eff`` is the noise the fine-tuning data
+    carry (mixture / selected law); ``E_ft``, ``E_frozen`` are on fresh sequences. ``reuse``, ``active_rho``:
+    the data law solved; ``random_control``: with ``active_rho``, the random subset of the same size."""
 
     q: float
     m: float
@@ -110,6 +137,23 @@ class FinetuneResult:
     residual: float
     mc_sem: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    reuse: float = 0.0
+    active_rho: float | None = None
+    random_control: FinetuneResult | None = None
+
+
+@dataclass(frozen=True)
+class ChannelSamples:
+    """Monte-Carlo samples of the channel: ``ξ, η ~ N(0, I_T)`` (``ω = √q ξ``, ``χ* = (m/q)ω + √(q0 − m²/q) η``)
+    and the frozen pair ``A`` (student's frozen pre-activation), ``H`` (label part ``A0 + √ΔZ``), ``(n, T, T)``."""
+
+    xi: Any
+    eta: Any
+    A: Any
+    H: Any
+
+    def __len__(self) -> int:
+        return int(self.xi.shape[0])
 
 
 # --------------------------------------------------------------------------- recalibration, δ_eff
@@ -179,18 +223,24 @@ def _loss(z, cs, q, A, H, q0, sigma, beta):
     return jnp.sum((_act(A + jnp.outer(z, z) - q * eye, sigma, beta) - target) ** 2)
 
 
-@partial(jax.jit, static_argnames=("sigma", "n_iter"))
 def _channel(q, m, v, q0, law, beta, draws, sigma: str, n_iter: int):
-    """Per-sample integrands of the conjugates and of ``L_ft`` (see module doc)."""
+    """Per-sample integrands of the conjugates and of ``L_ft`` on fresh pairs drawn from ``law``."""
     xi, eta, G1, G2 = draws
     A, H = _frozen_pair(law, G1, G2)
+    return _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma=sigma, n_iter=n_iter)
+
+
+@partial(jax.jit, static_argnames=("sigma", "n_iter", "scales"))
+def _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, scales=START_SCALES):
+    """Per-sample integrands of the conjugates and of ``L_ft`` (module doc) at explicit frozen pairs ``(A, H)``;
+    the prox starts from ``s·ω`` for ``s`` in ``scales``."""
     omega = jnp.sqrt(q) * xi
     cs = (m / q) * omega + jnp.sqrt(jnp.maximum(q0 - m * m / q, 0.0)) * eta
 
     def one(om, c, Ai, Hi):
         ell = lambda z, cc, qq: _loss(z, cc, qq, Ai, Hi, q0, sigma, beta)  # noqa: E731
         phi = lambda z: jnp.sum((z - om) ** 2) / (2 * v) + ell(z, c, q)  # noqa: E731
-        z, conv, multi, amb = prox_multistart(phi, om, v, n_iter=n_iter)
+        z, conv, multi, amb = prox_multistart(phi, om, v, n_iter=n_iter, scales=scales)
         T = z.shape[0]
         K = jnp.eye(T) / v + jax.hessian(ell, argnums=0)(z, c, q)
         Kinv = jnp.linalg.inv(K)
@@ -225,12 +275,14 @@ def _mean_sem(x) -> tuple[float, float]:
 
 
 def finetune_hats(
-    params: Params, ov: FinetuneOverlaps, law, q0: float, draws, n_iter: int = 20
+    params: Params, ov: FinetuneOverlaps, samples: ChannelSamples, q0: float, n_iter: int = 20,
+    scales: tuple[float, ...] = START_SCALES,
 ) -> tuple[FinetuneHats, dict[str, float], dict[str, float]]:
-    """Conjugates at ``ov`` (module doc), with their MC standard errors and prox diagnostics."""
+    """Conjugates at ``ov`` (module doc), averaged over ``samples``, with MC standard errors and prox diagnostics:
+    ``q̂ = α'E‖g‖²``, ``m̂ = α'E Tr ∂g/∂χ*``, ``v̂ = α'E Tr(−∂g/∂ω)``, ``λ_eff = 2λ' + 2α'E ∂_qℓ``."""
     a = params.effective_alpha_prime
-    out = _channel(ov.q, ov.m, ov.v, q0, tuple(float(x) for x in law), params.beta, draws,
-                   sigma=params.sigma, n_iter=n_iter)
+    out = _channel_pairs(ov.q, ov.m, ov.v, q0, params.beta, samples.xi, samples.eta, samples.A, samples.H,
+                         sigma=params.sigma, n_iter=n_iter, scales=tuple(scales))
     g2, mh, vh, dq, ell, conv, multi, amb = (np.asarray(o) for o in out)
     (qh, qh_s), (mhh, mh_s), (vhh, vh_s), (dqm, dq_s), (L, L_s) = map(_mean_sem, (g2, mh, vh, dq, ell))
     hats = FinetuneHats(q_hat=a * qh, m_hat=a * mhh, v_hat=a * vhh, lam_eff=2 * params.lam_prime + 2 * a * dqm)
@@ -254,10 +306,61 @@ def _linear_errors(T: int, q: float, m: float, q0: float, d: float) -> tuple[flo
     return c * (d + q * q + q0 * q0 - 2 * m * m), c * (d + q0 * q0)
 
 
+# ------------------------------------------------------------------------------------- samples
+def channel_samples(params: Params, pre: Any, beta_W: float, n_mc: int, key: int, *, fresh_only: bool = False
+                    ) -> tuple[ChannelSamples, dict[str, Any]]:
+    """The ``n_mc`` channel samples the fine-tuning sees, with fixed keys (``fold_in(PRNGKey(key), ·)``):
+
+    * fresh (``e = 0``, no selection, or ``fresh_only``): ``(A, H)`` from :func:`noise_law` — exactly the
+      draws of the fresh channel;
+    * reuse ``e``: the first ``round(e·n_mc)`` pairs from the training law (:func:`theory.reuse.reused_pairs`),
+      the rest fresh (stratified mixture, same ``ξ, η``);
+    * active ``ρ``: all pairs from the selected law (:func:`theory.reuse.selected_pairs`).
+
+    Returns the samples and ``{"delta_eff": …}`` plus its parts (module doc; closed forms where they exist,
+    the MC mean of the reused pairs for softmax reuse).
+    """
+    op = order_params_of(pre)
+    T = params.T
+    law = noise_law(params, op, beta_W)
+    base = jax.random.PRNGKey(key)
+    xi, eta, G1, G2 = _draws(jax.random.fold_in(base, 0), n_mc, T)
+    A, H = _frozen_pair(tuple(float(x) for x in law), G1, G2)
+    d_fresh = delta_eff(params.delta, op, beta_W)
+    info: dict[str, Any] = {"delta_eff": d_fresh, "delta_eff_fresh": d_fresh, "noise_law": law}
+    if fresh_only:
+        return ChannelSamples(xi, eta, A, H), info
+    if params.active_rho is not None:
+        rho = float(params.active_rho)
+        A, H = selected_pairs(params, op, beta_W, jax.random.fold_in(base, 3), n_mc, rho)
+        d_sel = selected_delta_eff(params.delta, op, rho, T, beta_W)
+        mc, mc_se = offdiag_mean_square(A, H)
+        info.update({"delta_eff": d_sel, "delta_eff_selected_mc": mc, "delta_eff_selected_mc_se": mc_se,
+                     "c_T": c_T(T, rho), "delta_eff_rho0": optimal_delta_eff(params.delta, op)})
+    elif params.reuse > 0:
+        e = float(params.reuse)
+        n_r = int(round(e * n_mc))
+        if n_r > 0:
+            A_r, H_r = reused_pairs(params, pre, beta_W, jax.random.fold_in(base, 2), n_r,
+                                    sampler=training_sampler(params))
+            A = jnp.concatenate([A_r, A[n_r:]])
+            H = jnp.concatenate([H_r, H[n_r:]])
+            mc, mc_se = offdiag_mean_square(A_r, H_r)
+        else:
+            mc, mc_se = float("nan"), float("nan")
+        if params.sigma == "linear":
+            d_re = reused_delta_eff_linear(params.delta, pre, beta_W)
+        else:
+            d_re = mc
+        info.update({"delta_eff": (1 - e) * d_fresh + e * d_re, "delta_eff_reused": d_re,
+                     "delta_eff_reused_mc": mc, "delta_eff_reused_mc_se": mc_se, "n_reused_samples": n_r})
+    return ChannelSamples(xi, eta, A, H), info
+
+
 # ------------------------------------------------------------------------------------- solver
 def solve_finetune(
     params: Params,
-    pre: PretrainOrderParams,
+    pre: Any,
     *,
     q0: float = 1.0,
     n_mc: int = 4000,
@@ -269,77 +372,121 @@ def solve_finetune(
     atol: float = 1e-9,
     max_steps: int = 300,
     n_iter: int = 20,
+    random_control: bool = True,
+    anderson: int = 3,
 ) -> FinetuneResult:
     """Solve the fine-tuning fixed point over ``(q, m, v)`` (module doc) and evaluate the observables.
 
     Args:
-        params: uses ``T, sigma, beta, delta, lam_prime, effective_alpha_prime, recalibrate``; needs ``reuse = 0``.
-        pre: pre-training order parameters (e.g. measured by the simulator, or from the pre-training theory).
+        params: uses ``T, sigma, beta, delta, lam_prime, effective_alpha_prime, recalibrate, reuse, active_rho``.
+        pre: pre-training order parameters ``(Q0, Q, M)`` (:class:`PretrainOrderParams`, e.g. measured by the
+            simulator) — enough for fresh and selected sequences; ``reuse > 0`` also needs the
+            susceptibility ``V`` (:class:`theory.pretrain.PretrainResult` or :class:`theory.reuse.PretrainState`).
         q0: ``‖w*‖²/D`` (1 as ``D → ∞``; pass the measured value to compare with a finite-D run).
         n_mc: Monte-Carlo samples of the channel (fixed key ⇒ deterministic map).
-        n_test: samples for ``E_ft``/``E_frozen`` (softmax; linear is closed form).
+        n_test: samples for ``E_ft``/``E_frozen`` on fresh sequences (softmax; linear is closed form).
         key: integer seed of the fixed keys.
         init: starting overlaps (default ``q = m = q0/2``, ``v = 1/(2λ' + α'T + 1)``: informed, ``m > 0``).
         damping, rtol, atol, max_steps: passed to :func:`theory.fixed_point.fixed_point`.
         n_iter: Newton iterations per start of the prox.
+        anderson: Anderson memory of the fixed-point iteration (0: plain damping). The iteration runs in two
+            phases: first with the prox started from ``ω`` only (at most 40 steps), then, from that point (or from
+            ``init`` if phase 1 did not converge), with all the starts of
+            :func:`theory.prox.prox_multistart` until the map is stationary again (usually 1–2 steps). If the
+            accelerated run fails, it is repeated with plain damping (``diagnostics["fallback"]``).
+        random_control: with ``active_rho``, also solve the random subset of the same size (``random_control``).
     """
-    if params.reuse != 0:
-        raise ParameterError(f"reuse = {params.reuse} is out of range: this theory needs reuse = 0 (fresh sequences)")
-    if params.active_rho is not None:
-        raise ParameterError("active_rho is set: this theory covers random fresh sequences only (allowed active_rho = None)")
     if not (isinstance(n_mc, int) and n_mc >= 2):
         raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
     if not (q0 > 0 and math.isfinite(q0)):
         raise ParameterError(f"q0 = {q0!r} is out of range: allowed 0 < q0 < inf")
+    op = order_params_of(pre)
+    if params.reuse > 0:
+        if susceptibility_of(pre) is None:
+            raise ParameterError(
+                f"reuse = {params.reuse} > 0 needs the pre-training susceptibility V (training pre-activations "
+                "Â_train = prox_V(ω)): pass a PretrainResult or PretrainState(Q0, Q, M, V), not only (Q0, Q, M); "
+                "allowed reuse = 0 with (Q0, Q, M) alone")
+        training_sampler(params)  # raises for softmax while its training law is missing
+    kw = dict(q0=q0, n_mc=n_mc, n_test=n_test, key=key, init=init, damping=damping, rtol=rtol, atol=atol,
+              max_steps=max_steps, n_iter=n_iter, anderson=anderson)
+    res = _solve(params, pre, op, fresh_only=False, **kw)
+    if params.active_rho is not None and random_control:
+        ctrl = _solve(params, pre, op, fresh_only=True, **kw)
+        res = dataclasses.replace(res, random_control=ctrl)
+    return res
+
+
+def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: bool, q0: float, n_mc: int,
+           n_test: int, key: int, init: FinetuneOverlaps | None, damping: float, rtol: float, atol: float,
+           max_steps: int, n_iter: int, anderson: int) -> FinetuneResult:
     T, sigma = params.T, params.sigma
-    bW = recalibration(params, pre)
-    d_eff = delta_eff(params.delta, pre, bW)
-    law = noise_law(params, pre, bW)
+    bW = recalibration(params, op)
+    law = noise_law(params, op, bW)
+    d_fresh = delta_eff(params.delta, op, bW)
     base = jax.random.PRNGKey(key)
     test_draws = _draws(jax.random.fold_in(base, 1), n_test, T)
+    mode = dict(reuse=0.0 if fresh_only else float(params.reuse),
+                active_rho=None if fresh_only else params.active_rho)
 
     def errors(q, m):
         if sigma == "linear":
-            return (*_linear_errors(T, q, m, q0, d_eff), 0.0, 0.0)
+            return (*_linear_errors(T, q, m, q0, d_fresh), 0.0, 0.0)
         eft, efr = _test_errors(q, m, q0, tuple(float(x) for x in law), params.beta, test_draws, sigma=sigma)
         (e1, s1), (e0, s0) = _mean_sem(eft), _mean_sem(efr)
         return e1, e0, s1, s0
+
+    samples, info = channel_samples(params, pre, bW, n_mc, key, fresh_only=fresh_only)
+    d_eff = info["delta_eff"]
+    extra = {k: v for k, v in info.items() if k != "noise_law"}
 
     if math.isinf(params.lam_prime):
         E_ft, E_fr, s1, s0 = errors(0.0, 0.0)
         return FinetuneResult(q=0.0, m=0.0, v=0.0, o_w=float("nan"), E_ft=E_ft, L_ft=float("nan"), E_frozen=E_fr,
                               delta_eff=d_eff, q0=q0, beta_W=bW, hats=None, converged=True, n_steps=0,
                               residual=0.0, mc_sem={"E_ft": s1, "E_frozen": s0},
-                              diagnostics={"reason": "lam_prime = inf: w = 0"})
+                              diagnostics={"reason": "lam_prime = inf: w = 0", **extra}, **mode)
 
-    draws = _draws(jax.random.fold_in(base, 0), n_mc, T)
+    def step_with(scales: tuple[float, ...]):
+        def step(ov: FinetuneOverlaps) -> FinetuneOverlaps:
+            if not (ov.q > 0 and ov.v > 0):
+                return FinetuneOverlaps(q=float("nan"), m=float("nan"), v=float("nan"))
+            m = min(max(ov.m, -math.sqrt(ov.q * q0)), math.sqrt(ov.q * q0))
+            hats, _, _ = finetune_hats(params, FinetuneOverlaps(ov.q, m, ov.v), samples, q0, n_iter, scales)
+            if not hats.lam_eff + hats.v_hat > 0:
+                # The centring ridge can be negative; a too-large v overshoots into λ_eff + v̂ ≤ 0, which has
+                # no fixed point (v > 0 needed). Shrink v and retry: a fixed point of this map satisfies the
+                # equations, since there v is unchanged.
+                return FinetuneOverlaps(q=ov.q, m=m, v=ov.v / 2)
+            return prior_update(hats, q0)
+        return step
 
-    def step(ov: FinetuneOverlaps) -> FinetuneOverlaps:
-        if not (ov.q > 0 and ov.v > 0):
-            return FinetuneOverlaps(q=float("nan"), m=float("nan"), v=float("nan"))
-        m = min(max(ov.m, -math.sqrt(ov.q * q0)), math.sqrt(ov.q * q0))
-        hats, _, _ = finetune_hats(params, FinetuneOverlaps(ov.q, m, ov.v), law, q0, draws, n_iter)
-        if not hats.lam_eff + hats.v_hat > 0:
-            # The centring ridge can be negative; a too-large v overshoots into λ_eff + v̂ ≤ 0, which has
-            # no fixed point (v > 0 needed). Shrink v and retry: a fixed point of this map satisfies the
-            # equations, since there v is unchanged.
-            return FinetuneOverlaps(q=ov.q, m=m, v=ov.v / 2)
-        return prior_update(hats, q0)
+    def iterate(start: FinetuneOverlaps, accel: int, budget: int):
+        # phase 1: one prox start (ω), cheap; phase 2: every start, from phase 1's point (same equations)
+        fp1 = fixed_point(step_with(START_SCALES[:1]), start, damping=damping, rtol=rtol, atol=atol,
+                          max_steps=min(budget, 40), anderson=accel)
+        fp2 = fixed_point(step_with(START_SCALES), fp1.value if fp1.converged else start, damping=damping,
+                          rtol=rtol, atol=atol, max_steps=budget, anderson=accel)
+        return fp1, fp2
 
     start = init or FinetuneOverlaps(q=q0 / 2, m=q0 / 2, v=1.0 / (2 * params.lam_prime + params.effective_alpha_prime * T + 1.0))
-    fp = fixed_point(step, start, damping=damping, rtol=rtol, atol=atol, max_steps=max_steps)
+    fp1, fp = iterate(start, anderson, max_steps)
+    fallback = False
+    if anderson and not fp.converged:
+        fp1, fp = iterate(start, 0, max_steps)
+        fallback = True
     ov = fp.value
     ok = fp.converged and all(math.isfinite(x) for x in (ov.q, ov.m, ov.v))
     if ok:
-        hats, sem, diag = finetune_hats(params, ov, law, q0, draws, n_iter)
+        hats, sem, diag = finetune_hats(params, ov, samples, q0, n_iter)
     else:
         hats, sem, diag = None, {}, {}
     q, m = (ov.q, ov.m) if ok else (float("nan"), float("nan"))
     E_ft, E_fr, s1, s0 = errors(q, m) if ok else (float("nan"),) * 4
     L_ft = diag.pop("L_ft", float("nan"))
     sem.update({"E_ft": s1, "E_frozen": s0})
-    diag.update({"status": fp.status, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key})
+    diag.update({"status": fp.status, "fallback": fallback, "n_steps_one_start": fp1.n_steps, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key, **extra})
     o_w = abs(m) / math.sqrt(q * q0) if ok and q > 0 else float("nan")
     return FinetuneResult(q=q, m=m, v=ov.v, o_w=o_w, E_ft=E_ft, L_ft=L_ft, E_frozen=E_fr, delta_eff=d_eff, q0=q0,
                           beta_W=bW, hats=hats, converged=ok, n_steps=fp.n_steps, residual=fp.residual,
-                          mc_sem=sem, diagnostics=diag)
+                          mc_sem=sem, diagnostics=diag, **mode)

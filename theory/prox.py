@@ -15,7 +15,8 @@ the argmin is then not well defined and the replica-symmetric channel is doubtfu
 Newton step: ``−(H + μI)⁻¹∇φ`` with the Levenberg shift ``μ = max(0, 1e-3/V − min_i(H_ii − Σ_{j≠i}|H_ij|))``
 (Gershgorin: ``H + μI`` is positive definite, so the step descends even at saddles) applied only
 where ``H`` itself is not safely positive definite (pure Newton there, for quadratic convergence), followed by the best
-of the step sizes ``1, 1/2, …, 1/32`` (branch-free, so it vmaps); a fixed number of iterations.
+of the step sizes ``1, 1/2, …, 1/32`` (branch-free, so it vmaps); at most ``n_iter`` iterations, fewer once the
+gradient is negligible.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ STEP_SIZES = 2.0 ** -jnp.arange(6.0)
 START_SCALES = (1.0, 0.25, -1.0)
 
 
-def newton_minimise(phi: Callable, z0, n_iter: int, V):
-    """Modified-Newton minimisation of ``phi: R^T → R`` from ``z0`` (``n_iter`` steps, see module doc)."""
+def newton_minimise(phi: Callable, z0, n_iter: int, V, gtol: float = 1e-10):
+    """Modified-Newton minimisation of ``phi: R^T → R`` from ``z0`` (at most ``n_iter`` steps, see module doc).
+
+    Stops early once ``‖∇φ‖ ≤ gtol·(1/V + 1)·(1 + ‖z‖)`` (well below the acceptance test of
+    :func:`prox_multistart`); under ``vmap`` the batch stops when its last sample does.
+    """
     grad = jax.grad(phi)
     hess = jax.hessian(phi)
     floor = 1e-3 / V
+    scale = 1.0 / V + 1.0
 
-    def body(z, _):
+    def newton_step(z):
         g = grad(z)
         H = hess(z)
         off = jnp.sum(jnp.abs(H), axis=1) - jnp.abs(jnp.diag(H))
@@ -50,16 +56,21 @@ def newton_minimise(phi: Callable, z0, n_iter: int, V):
         vals = jax.vmap(phi)(cand)
         k = jnp.argmin(vals)
         better = vals[k] < phi(z)
-        return jnp.where(better, cand[k], z), None
+        return jnp.where(better, cand[k], z)
 
-    z, _ = jax.lax.scan(body, z0, None, length=n_iter)
+    def not_done(state):
+        z, i = state
+        small = jnp.linalg.norm(grad(z)) <= gtol * scale * (1.0 + jnp.linalg.norm(z))
+        return (i < n_iter) & ~small
+
+    z, _ = jax.lax.while_loop(not_done, lambda s: (newton_step(s[0]), s[1] + 1), (z0, 0))
     return z
 
 
-def prox_multistart(phi: Callable, omega, V, n_iter: int = 20, gtol: float = 1e-7):
-    """``argmin_z φ(z)`` over the starts ``s·ω`` (``s`` in ``START_SCALES``): returns
+def prox_multistart(phi: Callable, omega, V, n_iter: int = 20, gtol: float = 1e-7, scales=START_SCALES):
+    """``argmin_z φ(z)`` over the starts ``s·ω`` (``s`` in ``scales``, default ``START_SCALES``): returns
     ``(z, converged, multimodal, ambiguous)`` for one sample (vmap it over samples)."""
-    starts = jnp.stack([s * omega for s in START_SCALES])
+    starts = jnp.stack([s * omega for s in scales])
     # A start exactly at 0 is a stationary point of the even loss; nudge it off along the all-ones axis.
     starts = starts + 1e-3 * jnp.sqrt(V) * (jnp.linalg.norm(starts, axis=1, keepdims=True) < 1e-6)
     zs = jax.vmap(lambda z0: newton_minimise(phi, z0, n_iter, V))(starts)

@@ -3,9 +3,10 @@
 Stages:
 - ``"finetune"``: the fine-tuning fixed point (:mod:`theory.finetune`) fed with pre-training order
   parameters ``(Q0, Q, M)`` given by the caller (e.g. measured in a simulation);
-- ``"pretrain"``: the ERM pre-training fixed point (:mod:`theory.pretrain`; linear ``σ`` so far) and the
-  Bayes-optimal pre-training baseline (:mod:`theory.bayes_pretrain`);
-- ``"both"``: pre-training, then fine-tuning fed with its ``(Q0, Q, M)`` (linear ``σ`` so far).
+- ``"pretrain"``: the ERM pre-training fixed point (:mod:`theory.pretrain`, both σ) and the Bayes-optimal
+  pre-training baseline (:mod:`theory.bayes_pretrain`);
+- ``"both"``: pre-training, then fine-tuning fed with its ``(Q0, Q, M)`` and its susceptibility ``V`` (which
+  reused sequences need).
 The Bayes-optimal fine-tuning baseline (:mod:`theory.bayes_finetune`) is added on request
 (``bayes=True``; it costs 10–30 s).
 """
@@ -81,23 +82,35 @@ def solve_stage(
     if stage == "pretrain":
         return pre
     if pre.pretrain_order is None:
-        raise ParameterError("stage 'both' needs the ERM pre-training theory, available for sigma = 'linear' only "
-                             "(softmax: issue #4); use --stage finetune --pretrain Q0=..,Q=..,M=..")
-    ft = _finetune(params, pre.pretrain_order, q0=q0, bayes=bayes, n_mc=n_mc)
+        raise ParameterError("stage 'both' needs the ERM pre-training order parameters, which the pre-training "
+                             "stage did not give; use --stage finetune --pretrain Q0=..,Q=..,M=..")
+    # the reused-sequence channel needs the pre-training susceptibility V as well as (Q0, Q, M)
+    from theory.reuse import PretrainState
+
+    order, V = pre.pretrain_order, pre.observables.get("V")
+    if V is not None and math.isfinite(V):
+        order = PretrainState(Q0=order.Q0, Q=order.Q, M=order.M, V=float(V))
+    ft = _finetune(params, order, q0=q0, bayes=bayes, n_mc=n_mc)
     return TheoryResult(params=params, stage="both", observables={**pre.observables, **ft.observables},
                         converged=pre.converged and ft.converged, pretrain_order=pre.pretrain_order,
                         diagnostics={**pre.diagnostics, **ft.diagnostics})
 
 
 def _finetune(params: Params, pre: PretrainOrderParams, *, q0: float, bayes: bool, n_mc: int) -> TheoryResult:
+    """Fine-tuning theory at ``pre`` (``(Q0, Q, M)``; with ``V`` too for reused sequences). With active
+    selection the random control of the same size is added as ``{q, m, o_w, E_ft, L_ft, delta_eff}_random``
+    (the simulator's names)."""
     from theory.finetune import solve_finetune
 
     r = solve_finetune(params, pre, q0=q0, n_mc=n_mc)
     obs = {"q0": r.q0, "q": r.q, "m": r.m, "v": r.v, "o_w": r.o_w, "E_ft": r.E_ft, "L_ft": r.L_ft,
            "E_frozen": r.E_frozen, "delta_eff": r.delta_eff, "beta_W": r.beta_W}
+    if r.random_control is not None:
+        rc = r.random_control
+        obs.update({f"{k}_random": getattr(rc, k) for k in ("q", "m", "o_w", "E_ft", "L_ft", "delta_eff")})
     diag: dict[str, Any] = {"finetune": {"n_steps": r.n_steps, "residual": r.residual, "mc_sem": dict(r.mc_sem),
                                          **{k: v for k, v in r.diagnostics.items() if _simple(v)}}}
-    converged = bool(r.converged)
+    converged = bool(r.converged) and (r.random_control is None or bool(r.random_control.converged))
     if bayes:
         from theory.bayes_finetune import solve_bayes_finetune
 
@@ -118,15 +131,16 @@ def _pretrain(params: Params) -> TheoryResult:
     obs: dict[str, float] = {"Q0": 1.0 + params.kappa0}
     diag: dict[str, Any] = {"bayes_pretrain": {"mmse": b.mmse, "E_pre_BO_sem": b.E_pre_BO_sem, "status": b.status}}
     converged = bool(b.converged)
-    order = None
-    if params.sigma == "linear":
-        r = solve_pretrain(params)
-        obs.update({"Q": r.Q, "M": r.M, "V": r.V, "E_pre": r.E_pre, "L_pre": r.L_pre})
-        diag["pretrain"] = {"n_steps": r.n_steps, "residual": r.residual, "status": r.status, "trace": r.trace}
-        converged = converged and r.converged
-        order = PretrainOrderParams(Q0=r.Q0, Q=r.Q, M=r.M)
-    else:
-        diag["pretrain"] = "the softmax ERM pre-training theory is not available yet (issue #4)"
+    # linear σ: closed-form channel; softmax: Monte-Carlo T×T proximal channel (theory.pretrain_channel)
+    r = solve_pretrain(params)
+    obs.update({"Q": r.Q, "M": r.M, "V": r.V, "E_pre": r.E_pre, "L_pre": r.L_pre})
+    diag["pretrain"] = {"n_steps": r.n_steps, "residual": r.residual, "status": r.status, "trace": r.trace}
+    if params.sigma != "linear":
+        diag["pretrain"].update({"E_pre_sem": r.E_pre_sem, "L_pre_sem": r.L_pre_sem, "n_mc": r.n_mc,
+                                 "n_map": r.n_map, "hats_sem": dict(r.hats_sem),
+                                 "prox": {k: v for k, v in r.prox.items() if _simple(v)}})
+    converged = converged and r.converged
+    order = PretrainOrderParams(Q0=r.Q0, Q=r.Q, M=r.M)
     obs.update({"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO})
     return TheoryResult(params=params, stage="pretrain", observables=obs, converged=converged,
                         pretrain_order=order, diagnostics=diag)
