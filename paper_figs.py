@@ -1,100 +1,210 @@
 """Regenerate the figure set of MODEL.md §6: ``python paper_figs.py [--fig N ...] [--sigma ...] [--quick]``.
 
-Theory lines (when the theory is available), Bayes-optimal lines and the frozen baseline, simulation
-markers with error bars at ``D = 150``. Each panel's table is written next to the figure as CSV; tables
-are computed through resumable sweeps, so a rerun only computes what is missing and an interrupted run
-resumes. Trained pre-training weights are cached in ``<out>/cache``.
+Theory lines (:func:`theory.solve`, warm-started along each curve), Bayes-optimal lines, the frozen
+baseline, and simulation markers with error bars at ``D = 150`` (2 seeds). Every figure is written as PDF
+and PNG with the CSV table behind each panel (``<out>/fig<N>/<sigma>-<table>-<theory|sim>.csv``).
+
+Caching: every computed point is stored as ``<out>/cache/points/<hash>.json``, the hash taken over what
+determines it (kind, parameters, ``D``, seeds, Monte-Carlo sizes), and trained pre-training weights as
+``<out>/cache/pretrain-*.npz``; a rerun computes only what changed, and an interrupted run resumes.
+Progress is printed on stderr, one line per point.
+
+Where a theory is not available yet (it raises :class:`ParameterError` at its first point, e.g. the
+softmax pre-training or reused sequences while they are being built), that curve is left out with a
+message and the rest is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from figures.specs import FigureSpec, Sweep, figure_specs
-from lora_attn.params import SIGMAS
+from lora_attn.params import SIGMAS, ParameterError, Params
 from lora_attn.sweep import grid, run_sweep
 
-
-def theory_available() -> bool:
-    """Whether ``theory.solve`` (the chained asymptotic theory of both stages) is importable."""
-    try:
-        from theory import solve  # noqa: F401
-    except ImportError:
-        return False
-    return True
+#: Bump when a change of the code changes cached numbers.
+CACHE_VERSION = 2
+#: Monte-Carlo draws of the fine-tuning channel for the theory lines (full, quick).
+N_MC = (1000, 500)
 
 
-def compute_table(sweep: Sweep, kind: str, out_dir: Path, *, D: int, seeds: int) -> Any:
-    """The tidy table of one sweep (``kind`` = ``"theory"`` or ``"sim"``), resumed from its CSV."""
-    points = grid(sweep.base, [(name, list(values)) for name, values in sweep.axes])
-    path = out_dir / f"{sweep.base.sigma}-{sweep.name}-{kind}.csv"
+class PointCache:
+    """One JSON file per computed point, ``<dir>/<hash>.json`` (written atomically)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(kind: str, params: Params, settings: dict[str, Any]) -> str:
+        payload = {"version": CACHE_VERSION, "kind": kind, "params": params.to_dict(), "settings": settings}
+        text = json.dumps(payload, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.directory / f"{key}.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: _plain(v) for k, v in row.items()}, f)
+        os.replace(tmp, self.directory / f"{key}.json")
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _unplain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (math.nan if v is None else v) for k, v in row.items()}
+
+
+def point_function(sweep: Sweep, cache: PointCache, *, D: int, seeds: int, n_mc: int, sim_cache: str):
+    """``(params, warm) -> (row, warm)`` for ``run_sweep``, reading and filling the point cache."""
+    kind = sweep.kind
     if kind == "sim":
-        from simulate import run
+        settings: dict[str, Any] = {"D": D, "seeds": seeds, "seed": 0}
+    elif kind == "theory":
+        settings = {"stage": sweep.stage, "bayes": sweep.bayes, "n_mc": n_mc}
+    else:
+        settings = {}
 
-        cache = str(out_dir / "cache")
+    def compute(p: Params, warm: Any) -> tuple[dict[str, Any], Any]:
+        if kind == "sim":
+            import simulate
 
-        def point(p, warm):
-            return run(p, D, seeds, seed=0, cache_dir=cache).row(), None
+            return simulate.run(p, D, seeds, seed=0, cache_dir=sim_cache).row(), None
+        if kind == "bayes_pretrain":
+            from theory.bayes_pretrain import solve_bayes_pretrain
 
-        return run_sweep(points, point, out=path, extra_columns={"D": D, "seeds": seeds})
-    from theory import solve
+            b = solve_bayes_pretrain(p)
+            return {"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO, "E_pre_BO_sem": b.E_pre_BO_sem,
+                    "converged": bool(b.converged)}, None
+        import theory
 
-    def point(p, warm):
-        result = solve(p, init=warm)
-        return result.row(), result.warm
+        r = theory.solve(p, init=warm, stage=sweep.stage, bayes=sweep.bayes, n_mc=n_mc)
+        row = {k: v for k, v in r.row().items() if k not in p.to_dict()}
+        row.update({f"{k}_sem": v for k, v in r.mc_sem.items()})
+        return row, r.warm
 
-    return run_sweep(points, point, out=path)
+    def point(p: Params, warm: Any) -> tuple[dict[str, Any], Any]:
+        key = PointCache.key(kind, p, settings)
+        hit = cache.get(key)
+        if hit is not None:
+            return _unplain(hit), warm
+        row, new_warm = compute(p, warm)
+        cache.put(key, row)
+        return row, new_warm
+
+    return point
 
 
-def make_figure(spec: FigureSpec, sigma: str, out_dir: Path, *, D: int, seeds: int, simulate: bool,
+def compute_table(sweep: Sweep, out_dir: Path, cache: PointCache, *, D: int, seeds: int, n_mc: int,
+                  sim_cache: str) -> pd.DataFrame | None:
+    """The tidy table of one sweep (written as CSV in ``out_dir``), or ``None`` where its theory is not
+    available yet."""
+    points = grid(sweep.base, [(name, list(values)) for name, values in sweep.axes])
+    suffix = "sim" if sweep.kind == "sim" else "theory"
+    path = out_dir / f"{sweep.base.sigma}-{sweep.name}-{suffix}.csv"
+    if path.exists():
+        path.unlink()  # the per-point cache is the resumable store; the CSV is rewritten from it
+    fn = point_function(sweep, cache, D=D, seeds=seeds, n_mc=n_mc, sim_cache=sim_cache)
+    print(f"[paper_figs] {sweep.base.sigma} {sweep.name} ({sweep.kind}): {len(points)} points",
+          file=sys.stderr, flush=True)
+    try:
+        return run_sweep(points, fn, out=path)
+    except ParameterError as err:
+        if sweep.kind == "sim":
+            raise
+        print(f"[paper_figs] {sweep.base.sigma} {sweep.name}: no theory line — {err}", file=sys.stderr, flush=True)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _tables(sweeps, out_dir: Path, cache: PointCache, **kw) -> dict[str, pd.DataFrame]:
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for s in sweeps:
+        t = compute_table(s, out_dir, cache, **kw)
+        if t is not None and len(t):
+            parts.setdefault(s.table_name, []).append(t)
+    return {name: pd.concat(ts, ignore_index=True) for name, ts in parts.items()}
+
+
+def make_figure(spec: FigureSpec, sigma: str, out_dir: Path, *, D: int, seeds: int, n_mc: int, simulate: bool,
                 theory: bool) -> list[str]:
     """Compute the tables behind ``spec`` for ``sigma`` and draw it; returns the written figure paths."""
     from figures import panels
 
     data_dir = out_dir / f"fig{spec.number}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    theory_tables = {s.name: compute_table(s, "theory", data_dir, D=D, seeds=seeds) for s in spec.theory} if theory else {}
-    sim_tables = {s.name: compute_table(s, "sim", data_dir, D=D, seeds=seeds) for s in spec.simulation} if simulate else {}
+    cache = PointCache(out_dir / "cache" / "points")
+    kw = dict(D=D, seeds=seeds, n_mc=n_mc, sim_cache=str(out_dir / "cache"))
+    theory_tables = _tables(spec.theory, data_dir, cache, **kw) if theory else {}
+    sim_tables = _tables(spec.simulation, data_dir, cache, **kw) if simulate else {}
     draw = getattr(panels, f"figure{spec.number}")
-    return draw(theory_tables, sim_tables, sigma=sigma, stem=str(out_dir / f"fig{spec.number}_{sigma}"))
+    return draw(theory_tables, sim_tables, sigma=sigma, stem=str(out_dir / f"fig{spec.number}_{sigma}"),
+                D=D if sim_tables else None)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fig", type=int, nargs="+", choices=(1, 2, 3, 4), default=[1, 2, 3, 4])
-    ap.add_argument("--sigma", nargs="+", choices=SIGMAS, default=list(SIGMAS))
-    ap.add_argument("--quick", action="store_true", help="coarse grids and 1 seed: a smoke run")
+    ap.add_argument("--sigma", nargs="+", choices=SIGMAS, default=["linear", "softmax"])
+    ap.add_argument("--quick", action="store_true",
+                    help="coarse grids, D = 60, Monte-Carlo 500: a smoke run (output figures/out)")
     ap.add_argument("--no-sim", action="store_true", help="theory only (no simulation markers)")
     ap.add_argument("--no-theory", action="store_true", help="simulation markers only")
-    ap.add_argument("--D", type=int, default=150, help="dimension of the simulations (default 150)")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds per simulated point (default 3, quick 1)")
-    ap.add_argument("--out", default="figures/out", help="output folder (default figures/out)")
+    ap.add_argument("--D", type=int, default=None, help="dimension of the simulations (default 150, quick 60)")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds per simulated point (default 2)")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default figures/paper, the figures shown in the README; quick: figures/out)")
     args = ap.parse_args(argv)
-    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
-    use_theory = not args.no_theory
-    if use_theory and not theory_available():
-        print("paper_figs: the asymptotic theory is not available yet (issues #3–#5); "
-              "drawing simulation markers only (--no-theory).", file=sys.stderr)
-        use_theory = False
-    if args.no_sim and not use_theory:
-        print("paper_figs: nothing to draw (no theory and --no-sim)", file=sys.stderr)
+    if args.no_sim and args.no_theory:
+        print("paper_figs: nothing to draw (--no-sim and --no-theory)", file=sys.stderr)
         return 2
-    out_dir = Path(args.out)
+    if args.seeds < 1:
+        print("paper_figs: --seeds must be ≥ 1", file=sys.stderr)
+        return 2
+    D = args.D if args.D is not None else (60 if args.quick else 150)
+    n_mc = N_MC[1] if args.quick else N_MC[0]
+    out_dir = Path(args.out if args.out is not None else ("figures/out" if args.quick else "figures/paper"))
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    timings = []
     for sigma in args.sigma:
         specs = figure_specs(sigma, quick=args.quick)
         for number in args.fig:
             t1 = time.perf_counter()
-            paths = make_figure(specs[number], sigma, out_dir, D=args.D, seeds=seeds, simulate=not args.no_sim,
-                                theory=use_theory)
-            print(f"[paper_figs] figure {number} ({sigma}) in {time.perf_counter() - t1:.0f} s: {', '.join(paths)}",
+            paths = make_figure(specs[number], sigma, out_dir, D=D, seeds=args.seeds, n_mc=n_mc,
+                                simulate=not args.no_sim, theory=not args.no_theory)
+            dt = time.perf_counter() - t1
+            timings.append((number, sigma, dt))
+            print(f"[paper_figs] figure {number} ({sigma}) in {dt:.0f} s: {', '.join(paths)}",
                   file=sys.stderr, flush=True)
-    print(f"[paper_figs] done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    total = time.perf_counter() - t0
+    print(f"[paper_figs] done in {total:.0f} s (" + ", ".join(f"fig {n} {s}: {t:.0f} s" for n, s, t in timings) + ")",
+          file=sys.stderr)
     return 0
 
 

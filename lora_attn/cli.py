@@ -100,6 +100,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bayes_arg(value: str | None) -> bool | str:
+    return {None: False, "all": True, "pretrain": "pretrain", "finetune": "finetune"}[value]
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from lora_attn.sweep import check_output_path, grid, parse_vary, run_sweep
 
@@ -107,27 +111,117 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     axes = [parse_vary(v) for v in args.vary]
     points = grid(base, axes)
     check_output_path(args.out)
-    if not args.simulate:
-        raise ParameterError("sweep: the theory is not available yet (issue #4); add --simulate --D N --seeds K")
-    if args.D is None:
-        raise ParameterError("sweep --simulate needs --D N (allowed an integer D ≥ 2)")
-    from simulate import run
-    from simulate.run import sizes
+    use_theory = args.theory or not args.simulate
+    bayes = _bayes_arg(args.bayes)
+    if args.simulate:
+        if args.D is None:
+            raise ParameterError("sweep --simulate needs --D N (allowed an integer D ≥ 2)")
+        from simulate.run import sizes
 
-    for p in points:
-        sizes(p, args.D)  # every point is checked before any work
+        for p in points:
+            sizes(p, args.D)  # every point is checked before any work
+    if use_theory:
+        from theory.api import check
+
+        if args.stage == "finetune":
+            raise ParameterError("sweep --stage: allowed 'both' or 'pretrain' (fine-tuning alone needs measured "
+                                 "pre-training order parameters: lora-attn theory --stage finetune)")
+        for p in points:
+            check(p, stage=args.stage, n_mc=args.n_mc, bayes=bayes)
+    not_converged = []
 
     def point(p: Params, warm: Any) -> tuple[dict[str, Any], Any]:
-        r = run(p, args.D, args.seeds, seed=args.seed, cache_dir=args.cache_dir)
-        return r.row(), None
+        row: dict[str, Any] = {}
+        if args.simulate:
+            import simulate
 
-    table = run_sweep(points, point, out=args.out, extra_columns={"D": args.D, "seeds": args.seeds})
+            row.update(simulate.run(p, args.D, args.seeds, seed=args.seed, cache_dir=args.cache_dir).row())
+        if not use_theory:
+            return row, None
+        import theory
+
+        t = theory.solve(p, init=warm, stage=args.stage, bayes=bayes, n_mc=args.n_mc)
+        if not t.converged:
+            not_converged.append(p)
+        trow = {k: v for k, v in t.row().items() if k not in p.to_dict()}
+        if args.simulate:  # side by side: simulation under the plain names, theory as NAME_theory
+            trow = {f"{k}_theory": v for k, v in trow.items()}
+        row.update(trow)
+        return row, t.warm
+
+    extra: dict[str, Any] = {}
+    if args.simulate:
+        extra.update({"D": args.D, "seeds": args.seeds})
+    if use_theory:
+        from theory.api import bayes_label
+
+        extra.update({"stage": args.stage, "n_mc": args.n_mc, "bayes": bayes_label(bayes)})
+    table = run_sweep(points, point, out=args.out, extra_columns=extra)
     print(f"lora-attn sweep: {len(table)} points written to {args.out}")
+    if not_converged:
+        print(f"lora-attn sweep: the theory did not converge at {len(not_converged)} point(s) "
+              "(converged = False in the table)", file=sys.stderr)
+        return 4
     return 0
 
 
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        Ds = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ParameterError(f"--D {text!r}: allowed a comma-separated list of integers D ≥ 2") from None
+    if not Ds or Ds[0] < 2:
+        raise ParameterError(f"--D {text!r}: allowed a comma-separated list of integers D ≥ 2")
+    return Ds
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from lora_attn.validate import compare, format_table, plot_validation
+    from theory.api import check
+
+    params = params_from_args(args)
+    Ds = _parse_sizes(args.D)
+    if args.seeds < 2:
+        raise ParameterError(f"--seeds {args.seeds}: allowed seeds ≥ 2 (error bars need two seeds)")
+    if args.z_max <= 0:
+        raise ParameterError(f"--z-max {args.z_max}: allowed z_max > 0")
+    from simulate.run import OBSERVABLES, sizes
+
+    for D in Ds:
+        sizes(params, D)
+    check(params, stage="both", n_mc=args.n_mc, bayes=False)
+    if args.out is not None:
+        from lora_attn.sweep import check_output_path
+
+        check_output_path(args.out)
+    import simulate
+    import theory
+
+    print(f"[validate] theory at {', '.join(f'{k}={v}' for k, v in params.to_dict().items())}",
+          file=sys.stderr, flush=True)
+    th = theory.solve(params, bayes=False, n_mc=args.n_mc)
+    sims = []
+    for D in Ds:
+        print(f"[validate] simulating D = {D}, {args.seeds} seeds", file=sys.stderr, flush=True)
+        sims.append(simulate.run(params, D, args.seeds, seed=args.seed, cache_dir=args.cache_dir,
+                                 progress=True))
+    v = compare(th.observables, sims, names=OBSERVABLES, z_max=args.z_max, theory_sem=th.mc_sem,
+                criterion=args.criterion)
+    print(format_table(v))
+    if args.out is not None:
+        from lora_attn.sweep import write_table
+
+        write_table(v.table, args.out)
+    if args.plot is not None:
+        print(f"[validate] plot: {plot_validation(v, args.plot)}", file=sys.stderr)
+    if not th.converged:
+        print("lora-attn validate: the theory did not converge", file=sys.stderr)
+        return 4
+    return 0 if v.ok else 1
+
+
 def cmd_theory(args: argparse.Namespace) -> int:
-    from theory.solve import parse_pretrain, solve_stage
+    from theory.stages import parse_pretrain, solve_stage
 
     params = params_from_args(args)
     pre = parse_pretrain(args.pretrain) if args.pretrain is not None else None
@@ -145,16 +239,6 @@ def cmd_theory(args: argparse.Namespace) -> int:
         for name, value in result.observables.items():
             print(f"{name:<10} {_fmt(value):>12}")
     return 0 if result.converged else 4
-
-
-def _not_available(name: str, issue: int):
-    def cmd(args: argparse.Namespace) -> int:
-        params_from_args(args)
-        print(f"lora-attn {name}: not available yet — it is built by issue #{issue} and has not landed. "
-              "No numbers are produced.", file=sys.stderr)
-        return 3
-
-    return cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_flags(sw)
     sw.add_argument("--vary", action="append", required=True, metavar="NAME=v1,v2,...|NAME=start:stop:num",
                     help="an axis of the sweep (repeatable; log:start:stop:num for log spacing)")
-    sw.add_argument("--simulate", action="store_true", help="simulate every point (needs --D)")
+    sw.add_argument("--simulate", action="store_true",
+                    help="simulate every point (needs --D); without it the theory is solved")
+    sw.add_argument("--theory", action="store_true",
+                    help="with --simulate, add the theory beside the simulation (columns NAME_theory)")
+    sw.add_argument("--stage", choices=("both", "pretrain"), default="both",
+                    help="theory stage (default both: pre-training chained into fine-tuning)")
+    sw.add_argument("--bayes", nargs="?", const="all", choices=("all", "pretrain", "finetune"), default=None,
+                    help="add Bayes-optimal baselines (all, or one stage; the fine-tuning one costs 10–30 s a point)")
+    sw.add_argument("--n-mc", type=int, default=4000, help="Monte-Carlo draws of the fine-tuning channel (theory)")
     sw.add_argument("--D", type=int, default=None, help="embedding dimension of the simulations")
     sw.add_argument("--seeds", type=int, default=2, help="seeds per simulated point (default 2)")
     sw.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
@@ -202,10 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--json", action="store_true", help="print one JSON object")
     th.set_defaults(func=cmd_theory)
 
-    for name, issue, text in (("validate", 7, "theory against simulation"),):
-        p = sub.add_parser(name, help=f"{text} (not available yet)")
-        add_param_flags(p)
-        p.set_defaults(func=_not_available(name, issue))
+    va = sub.add_parser("validate", help="theory against simulation at several D, with z-scores and the 1/D trend")
+    add_param_flags(va)
+    va.add_argument("--D", default="100,150,200", help="comma-separated dimensions (default 100,150,200)")
+    va.add_argument("--seeds", type=int, default=4, help="seeds per dimension (default 4)")
+    va.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    va.add_argument("--z-max", type=float, default=3.0, help="disagreement threshold in standard errors (default 3)")
+    va.add_argument("--criterion", choices=("largest", "extrapolated"), default="largest",
+                    help="judge |z| at the largest D (default) or the a + b/D extrapolation to D = ∞")
+    va.add_argument("--n-mc", type=int, default=4000, help="Monte-Carlo draws of the fine-tuning channel (theory)")
+    va.add_argument("--cache-dir", default=None, help="reuse trained pre-training weights")
+    va.add_argument("--out", default=None, help="write the table (.csv or .parquet)")
+    va.add_argument("--plot", default=None, metavar="PATH", help="draw gap against 1/D per observable (.png/.pdf)")
+    va.set_defaults(func=cmd_validate)
     return parser
 
 

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -117,12 +118,14 @@ def run_sweep(
             if progress:
                 print(f"[sweep] {i + 1}/{len(points)} cached: {_short(p, points)}", file=sys.stderr, flush=True)
             continue
+        t0 = time.perf_counter()
         values, warm = point_fn(p, warm)
         row = {**_param_columns(p), **extra, **values}
         rows.append(row)
         if progress:
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items() if k in ("E_pre", "E_ft", "o_w", "converged"))
-            print(f"[sweep] {i + 1}/{len(points)} {_short(p, points)}: {shown}", file=sys.stderr, flush=True)
+            print(f"[sweep] {i + 1}/{len(points)} {_short(p, points)}: {shown} ({time.perf_counter() - t0:.1f} s)",
+                  file=sys.stderr, flush=True)
         if out is not None:
             _write_atomic(pd.DataFrame(rows), out)
     table = pd.DataFrame(rows)
@@ -203,6 +206,11 @@ def check_output_path(out: str | os.PathLike) -> Path:
     if not path.parent.exists():
         raise ParameterError(f"--out {str(out)!r}: folder {str(path.parent)!r} does not exist")
     return path
+
+
+def write_table(table: pd.DataFrame, out: str | os.PathLike) -> None:
+    """Write ``table`` to ``out`` (``.csv`` or ``.parquet``) atomically (a reader never sees half a file)."""
+    _write_atomic(table, out)
 
 
 def _write_atomic(table: pd.DataFrame, out: str | os.PathLike) -> None:

@@ -1,8 +1,16 @@
-"""The CLI contract: flag names, JSON layout, errors before work, placeholders that refuse."""
+"""The CLI contract: flag names, JSON layout, tables, exit codes, errors before work."""
 
 import json
+import math
+from dataclasses import dataclass, field
 
+import pandas as pd
 import pytest
+
+import simulate
+import theory
+from lora_attn import Params
+from theory.api import TheoryPoint
 
 from lora_attn.cli import main
 from simulate.run import OBSERVABLES
@@ -27,13 +35,6 @@ def test_simulate_table_is_readable(capsys):
 def test_bad_parameter_exits_2_naming_it(capsys):
     assert main(["simulate", "--D", "10", "--active-rho", "2"]) == 2
     assert "active_rho" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("command", ["validate"])
-def test_unbuilt_commands_say_so_and_produce_no_numbers(command, capsys):
-    assert main([command]) == 3
-    captured = capsys.readouterr()
-    assert "not available yet" in captured.err and captured.out == ""
 
 
 def test_theory_finetune_json_from_given_order_parameters(capsys):
@@ -72,8 +73,135 @@ def test_theory_chains_pretraining_into_finetuning_for_linear(capsys):
     (["theory", "--stage", "finetune"], "--pretrain"),
     (["theory", "--stage", "finetune", "--pretrain", "Q0=1,Q=1"], "missing M"),
     (["theory", "--stage", "finetune", "--pretrain", "Q0=1,Q=1,M=3"], "M"),
-    (["theory"], "softmax"),
+    (["theory", "--q0", "0"], "q0"),
+    (["theory", "--stage", "finetune", "--pretrain", "Q0=1,Q=1,M=0.5", "--n-mc", "1"], "n_mc"),
 ])
 def test_theory_refuses_incomplete_input(argv, match, capsys):
     assert main(argv) == 2
     assert match in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ sweep (theory)
+def test_sweep_without_simulate_solves_the_theory(tmp_path, capsys):
+    out = tmp_path / "th.csv"
+    rc = main(["sweep", "--vary", "lam=0.1,1", "--vary", "alpha=0.1,0.2", "--sigma", "linear", "--stage", "pretrain",
+               "--out", str(out)])
+    assert rc == 0
+    table = pd.read_csv(out)
+    assert len(table) == 4 and list(table["lam"]) == [0.1, 0.1, 1.0, 1.0]
+    assert {"E_pre", "L_pre", "Q", "M", "V", "converged", "stage", "n_mc", "bayes"} <= set(table.columns)
+    assert table["converged"].all() and not any(c.endswith("_sem") for c in table.columns)
+    direct = theory.solve(Params(sigma="linear", lam=1.0, alpha=0.2), stage="pretrain", bayes=False)
+    assert table["E_pre"].iloc[3] == pytest.approx(direct.observables["E_pre"], rel=1e-6)
+
+
+def test_sweep_theory_beside_simulation_columns(tmp_path, monkeypatch):
+    class Sim:
+        def row(self):
+            return {"D": 10, "seeds": 2, "E_ft": 7.0, "E_ft_sem": 0.1, "sim_converged": True}
+
+    monkeypatch.setattr(simulate, "run", lambda p, D, seeds, **kw: Sim())
+    monkeypatch.setattr(theory, "solve", lambda p, **kw: TheoryPoint(params=p, stage="both",
+                                                                     observables={"E_ft": 6.5}, converged=True))
+    out = tmp_path / "both.csv"
+    assert main(["sweep", "--vary", "lam_prime=0.5,1", "--simulate", "--theory", "--D", "10", "--sigma", "linear",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["E_ft"]) == [7.0, 7.0] and list(table["E_ft_theory"]) == [6.5, 6.5]
+    assert {"E_ft_sem", "converged_theory", "D", "seeds", "n_mc"} <= set(table.columns)
+
+
+@pytest.mark.slow
+def test_sweep_theory_beside_simulation(tmp_path):
+    out = tmp_path / "both.csv"
+    rc = main(["sweep", "--vary", "lam_prime=0.5", "--simulate", "--theory", "--D", "10", "--seeds", "2",
+               "--sigma", "linear", "--n-mc", "800", "--out", str(out)])
+    assert rc == 0
+    row = pd.read_csv(out).iloc[0]
+    for name in ("E_ft", "E_pre", "o_w", "delta_eff"):
+        assert math.isfinite(row[name]) and math.isfinite(row[name + "_sem"]) and math.isfinite(row[name + "_theory"])
+    assert bool(row["converged_theory"]) and row["D"] == 10
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["sweep", "--vary", "lam=0.1,0", "--sigma", "linear"], "lam"),
+    (["sweep", "--vary", "lam=0.1", "--n-mc", "1"], "n_mc"),
+    (["sweep", "--vary", "lam=0.1", "--simulate"], "--D"),
+])
+def test_sweep_refuses_before_work(argv, match, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(theory, "solve", lambda *a, **k: pytest.fail("solved before refusing"))
+    assert main(argv + ["--out", str(tmp_path / "x.csv")]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------ validate
+@dataclass
+class _FakeSim:
+    D: int
+    seeds: int
+    observables: dict
+    sem: dict = field(default_factory=dict)
+
+
+def _stub(monkeypatch, gap_at):
+    """theory.solve → fixed values; simulate.run → theory + gap_at(name, D) with sem 0.01."""
+    values = {name: 1.0 + i for i, name in enumerate(OBSERVABLES)}
+    calls = []
+
+    def fake_solve(params, **kw):
+        return TheoryPoint(params=params, stage="both", observables=dict(values), converged=True)
+
+    def fake_run(params, D, seeds, **kw):
+        calls.append(D)
+        obs = {k: v + gap_at(k, D) for k, v in values.items()}
+        return _FakeSim(D, seeds, obs, {k: 0.01 for k in obs})
+
+    monkeypatch.setattr(theory, "solve", fake_solve)
+    monkeypatch.setattr(simulate, "run", fake_run)
+    return calls
+
+
+def test_validate_agreement_exits_0_with_table_plot_and_output(monkeypatch, tmp_path, capsys):
+    calls = _stub(monkeypatch, lambda name, D: 1.0 / D)  # a 1/D gap: z = 10, 5 at the sizes, 0 extrapolated
+    out, plot = tmp_path / "v.csv", tmp_path / "v.png"
+    rc = main(["validate", "--sigma", "linear", "--D", "40,20", "--seeds", "2", "--z-max", "6", "--out", str(out),
+               "--plot", str(plot)])
+    text = capsys.readouterr().out
+    assert rc == 0 and calls == [20, 40]
+    assert "all agree" in text and all(name in text for name in OBSERVABLES)
+    table = pd.read_csv(out)
+    assert len(table) == 2 * len(OBSERVABLES) and {"z", "gap_inf", "gap_inf_err"} <= set(table.columns)
+    assert table["gap_inf"].abs().max() < 1e-9 and plot.stat().st_size > 1000
+
+
+def test_validate_disagreement_at_the_largest_D_exits_1(monkeypatch, capsys):
+    _stub(monkeypatch, lambda name, D: 0.05 if name == "E_ft" else 0.0)
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2"]) == 1
+    assert "DISAGREE: E_ft" in capsys.readouterr().out
+
+
+def test_validate_extrapolated_criterion_forgives_a_1_over_D_gap(monkeypatch, capsys):
+    _stub(monkeypatch, lambda name, D: 2.0 / D)  # z = 5 at D = 40, but extrapolates to 0
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2"]) == 1
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--criterion", "extrapolated"]) == 0
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--D", "1,10"], "--D"),
+    (["--D", "a,10"], "--D"),
+    (["--seeds", "1"], "seeds"),
+    (["--lam", "0"], "lam"),
+    (["--D", "10", "--alpha", "0.001"], "alpha"),
+])
+def test_validate_refuses_bad_input_before_work(argv, match, monkeypatch, capsys):
+    calls = _stub(monkeypatch, lambda name, D: 0.0)
+    assert main(["validate", "--sigma", "linear"] + argv) == 2
+    assert match in capsys.readouterr().err and calls == []
+
+
+@pytest.mark.slow
+def test_validate_runs_theory_and_simulation_end_to_end(capsys):
+    rc = main(["validate", "--sigma", "linear", "--D", "10,14", "--seeds", "2", "--n-mc", "800"])
+    text = capsys.readouterr().out
+    assert rc in (0, 1) and "E_ft" in text and "gap→D=∞" in text

@@ -1,6 +1,8 @@
 """The generic damped fixed-point driver."""
 
 import math
+
+import numpy as np
 from dataclasses import dataclass
 
 import pytest
@@ -81,3 +83,18 @@ def test_anderson_falls_back_when_the_extrapolation_leaves_the_domain():
     fast = fixed_point(step, (0.01,), damping=0.0, rtol=1e-12, atol=1e-14, max_steps=2000, anderson=2)
     assert min(calls) < 0  # the fallback was exercised
     assert fast.converged and fast.value[0] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_patience_stops_an_iteration_that_makes_no_progress():
+    # a rotation by 90° with damping 0 never converges and its residual never shrinks
+    rot = lambda x: np.array([-x[1], x[0]])  # noqa: E731
+    r = fixed_point(rot, np.array([1.0, 0.0]), damping=0.0, max_steps=1000, patience=20)
+    assert r.status == "stalled" and not r.converged and r.n_steps == 21
+    # a slow but steady contraction is not stopped
+    slow = fixed_point(lambda x: 0.95 * x, np.array([1.0]), damping=0.0, atol=1e-6, rtol=0.0, patience=20)
+    assert slow.converged
+
+
+def test_patience_is_validated():
+    with pytest.raises(ValueError, match="patience"):
+        fixed_point(lambda x: x, np.array([1.0]), patience=0)

@@ -246,7 +246,7 @@ def test_active_solution_beats_random_control():
 
 
 def test_solve_stage_both_passes_V_through():
-    from theory.solve import solve_stage
+    from theory.stages import solve_stage
 
     r = solve_stage(LIN.replace(reuse=1.0), "both", n_mc=400)
     obs = r.observables

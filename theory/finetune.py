@@ -119,7 +119,9 @@ class FinetuneHats:
 class FinetuneResult:
     """Fixed point and observables (MODEL.md §4 names). ``delta_eff`` is the noise the fine-tuning data
     carry (mixture / selected law); ``E_ft``, ``E_frozen`` are on fresh sequences. ``reuse``, ``active_rho``:
-    the data law solved; ``random_control``: with ``active_rho``, the random subset of the same size."""
+    the data law solved; ``random_control``: with ``active_rho``, the random subset of the same size.
+    ``n_steps``: map evaluations of both phases (one prox start, then all starts); ``residual``: the last
+    phase's."""
 
     q: float
     m: float
@@ -374,6 +376,7 @@ def solve_finetune(
     n_iter: int = 20,
     random_control: bool = True,
     anderson: int = 3,
+    patience: int | None = 60,
 ) -> FinetuneResult:
     """Solve the fine-tuning fixed point over ``(q, m, v)`` (module doc) and evaluate the observables.
 
@@ -390,11 +393,14 @@ def solve_finetune(
         damping, rtol, atol, max_steps: passed to :func:`theory.fixed_point.fixed_point`.
         n_iter: Newton iterations per start of the prox.
         anderson: Anderson memory of the fixed-point iteration (0: plain damping). The iteration runs in two
-            phases: first with the prox started from ``ω`` only (at most 40 steps), then, from that point (or from
+            phases: first with the prox started from ``ω`` only (until converged or stalled), then, from that point (or from
             ``init`` if phase 1 did not converge), with all the starts of
             :func:`theory.prox.prox_multistart` until the map is stationary again (usually 1–2 steps). If the
             accelerated run fails, it is repeated with plain damping (``diagnostics["fallback"]``).
         random_control: with ``active_rho``, also solve the random subset of the same size (``random_control``).
+        patience: phase 2 stops as ``"stalled"`` (not converged) when its residual has not halved in
+            ``patience`` steps (:func:`theory.fixed_point.fixed_point`); converging points of the figure grids
+            halve it every ≲ 15 steps, a point without a reachable fixed point otherwise spends ``max_steps``.
     """
     if not (isinstance(n_mc, int) and n_mc >= 2):
         raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
@@ -409,7 +415,7 @@ def solve_finetune(
                 "allowed reuse = 0 with (Q0, Q, M) alone")
         training_sampler(params)  # raises for softmax while its training law is missing
     kw = dict(q0=q0, n_mc=n_mc, n_test=n_test, key=key, init=init, damping=damping, rtol=rtol, atol=atol,
-              max_steps=max_steps, n_iter=n_iter, anderson=anderson)
+              max_steps=max_steps, n_iter=n_iter, anderson=anderson, patience=patience)
     res = _solve(params, pre, op, fresh_only=False, **kw)
     if params.active_rho is not None and random_control:
         ctrl = _solve(params, pre, op, fresh_only=True, **kw)
@@ -419,7 +425,7 @@ def solve_finetune(
 
 def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: bool, q0: float, n_mc: int,
            n_test: int, key: int, init: FinetuneOverlaps | None, damping: float, rtol: float, atol: float,
-           max_steps: int, n_iter: int, anderson: int) -> FinetuneResult:
+           max_steps: int, n_iter: int, anderson: int, patience: int | None) -> FinetuneResult:
     T, sigma = params.T, params.sigma
     bW = recalibration(params, op)
     law = noise_law(params, op, bW)
@@ -462,11 +468,12 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
         return step
 
     def iterate(start: FinetuneOverlaps, accel: int, budget: int):
-        # phase 1: one prox start (ω), cheap; phase 2: every start, from phase 1's point (same equations)
+        # phase 1: one prox start (ω), a third of the cost of a step; phase 2: every start, from phase 1's
+        # point (the same equations, so usually 1–2 steps)
         fp1 = fixed_point(step_with(START_SCALES[:1]), start, damping=damping, rtol=rtol, atol=atol,
-                          max_steps=min(budget, 40), anderson=accel)
+                          max_steps=budget, anderson=accel, patience=patience)
         fp2 = fixed_point(step_with(START_SCALES), fp1.value if fp1.converged else start, damping=damping,
-                          rtol=rtol, atol=atol, max_steps=budget, anderson=accel)
+                          rtol=rtol, atol=atol, max_steps=budget, anderson=accel, patience=patience)
         return fp1, fp2
 
     start = init or FinetuneOverlaps(q=q0 / 2, m=q0 / 2, v=1.0 / (2 * params.lam_prime + params.effective_alpha_prime * T + 1.0))
@@ -488,5 +495,5 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
     diag.update({"status": fp.status, "fallback": fallback, "n_steps_one_start": fp1.n_steps, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key, **extra})
     o_w = abs(m) / math.sqrt(q * q0) if ok and q > 0 else float("nan")
     return FinetuneResult(q=q, m=m, v=ov.v, o_w=o_w, E_ft=E_ft, L_ft=L_ft, E_frozen=E_fr, delta_eff=d_eff, q0=q0,
-                          beta_W=bW, hats=hats, converged=ok, n_steps=fp.n_steps, residual=fp.residual,
+                          beta_W=bW, hats=hats, converged=ok, n_steps=fp1.n_steps + fp.n_steps, residual=fp.residual,
                           mc_sem=sem, diagnostics=diag, **mode)

@@ -76,6 +76,7 @@ def fixed_point(
     max_steps: int = 1000,
     throw: bool = False,
     anderson: int = 0,
+    patience: int | None = None,
 ) -> FixedPointResult[X]:
     """Damped iteration ``x_{k+1} = (1 − damping) step(x_k) + damping x_k``.
 
@@ -87,6 +88,8 @@ def fixed_point(
         max_steps: iteration cap.
         throw: raise :class:`FixedPointError` on failure instead of returning it.
         anderson: Anderson memory ``m`` (0: plain damped iteration).
+        patience: stop early with status ``"stalled"`` when the smallest residual of the last ``patience``
+            steps is not below half the smallest one before them (no progress; ``None``: never).
     """
     if not 0.0 <= damping < 1.0:
         raise ValueError(f"damping = {damping} is out of range: allowed 0 ≤ damping < 1")
@@ -94,6 +97,8 @@ def fixed_point(
         raise ValueError(f"max_steps = {max_steps} is out of range: allowed max_steps ≥ 1")
     if not (isinstance(anderson, int) and anderson >= 0):
         raise ValueError(f"anderson = {anderson!r} is out of range: allowed an integer ≥ 0")
+    if patience is not None and not (isinstance(patience, int) and patience >= 1):
+        raise ValueError(f"patience = {patience!r} is out of range: allowed an integer ≥ 1 or None")
     x = init
     flat, unflatten = _flatten(x)
     residual = math.inf
@@ -102,6 +107,7 @@ def fixed_point(
     xs: list[np.ndarray] = []
     fs: list[np.ndarray] = []
     fallback: np.ndarray | None = None  # the plain damped iterate, when Anderson mixing replaced it
+    history: list[float] = []
     for n in range(1, max_steps + 1):
         new_flat, _ = _flatten(step(x))
         if not np.all(np.isfinite(new_flat)) and fallback is not None:
@@ -134,6 +140,11 @@ def fixed_point(
         x = unflatten(flat)
         if residual < 1.0:
             status = "converged"
+            break
+        history.append(residual)
+        if patience is not None and len(history) > patience and \
+                min(history[-patience:]) > 0.5 * min(history[:-patience]):
+            status = "stalled"
             break
     result = FixedPointResult(value=x, converged=status == "converged", n_steps=n, residual=residual, status=status)
     if throw and not result.converged:

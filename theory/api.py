@@ -1,0 +1,387 @@
+"""The public Python API of the theory: one point (:func:`solve`) and a warm-started grid (:func:`sweep`).
+
+``solve(params)`` chains the two stages of MODEL.md §5 — the ERM pre-training fixed point for
+``(Q, M, V)`` (:func:`theory.pretrain.solve_pretrain`), then the LoRA fine-tuning fixed point for
+``(q, m, v)`` fed with the pre-training order parameters ``(Q0, Q, M)``
+(:func:`theory.finetune.solve_finetune`) — and optionally the Bayes-optimal baselines of both stages.
+Observables carry the MODEL.md §4 names, the same as :data:`simulate.run.OBSERVABLES`.
+
+A :class:`TheoryPoint` keeps its pre-training solution in ``.warm``; passing it as ``init=`` to the next
+:func:`solve` starts the pre-training iteration there, or takes the solved pre-training as it is when the
+pre-training parameters are the same — which is what :func:`sweep` does along a grid. The fine-tuning
+iteration always starts from the informed point ``q = m = q0/2``: its fixed point is not unique (the loss is
+quartic in ``w``), and a start carried over from a neighbour can stay on another branch (measured: softmax,
+``α' = 1``, ``λ ≤ 0.06``, where the carried-over start gave ``o_w ≈ 0.07`` and a training objective
+``α'L_ft + λ'q`` above that of the informed branch, ``o_w ≈ 0.76``, which the simulations follow). A point's
+value therefore does not depend on the path of a sweep.
+
+Reused sequences (``e > 0``) need the pre-training susceptibility ``V`` too (stage ``"both"`` passes it;
+``stage="finetune"`` takes a :class:`theory.reuse.PretrainState`); active selection adds the observables of
+the random subset of the same size as ``<name>_random``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from lora_attn.params import ParameterError, Params
+
+STAGES = ("both", "pretrain", "finetune")
+#: Values of ``bayes``: ``True`` (both stages), ``False``, or one stage only.
+BAYES = (True, False, "pretrain", "finetune")
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Opaque warm start: the pre-training overlaps (``PretrainOverlaps``) of a solved point and the
+    discrete parameters they belong to (a warm start is not carried across a change of ``σ`` or ``T``)."""
+
+    pretrain: Any = None
+    key: tuple[Any, ...] = ()
+    #: ``(pretrain_key(params), ERM part, Bayes-optimal part or None)`` of the solved point: a next point
+    #: with the same pre-training parameters takes it as it is (the pre-training depends on no fine-tuning
+    #: parameter), so a fine-tuning sweep solves its pre-training once.
+    solved_pretrain: tuple[Any, ...] | None = None
+
+
+#: The parameters the pre-training fixed point depends on (MODEL.md §3): none of the fine-tuning ones.
+PRETRAIN_FIELDS = ("T", "sigma", "beta", "kappa0", "kappa", "alpha", "lam", "delta")
+
+
+def pretrain_key(params: Params) -> tuple[Any, ...]:
+    """The values of :data:`PRETRAIN_FIELDS` at ``params``."""
+    return tuple(getattr(params, name) for name in PRETRAIN_FIELDS)
+
+
+@dataclass(frozen=True)
+class TheoryPoint:
+    """The theory at one parameter point.
+
+    Attributes:
+        params: the parameters.
+        stage: ``"both"``, ``"pretrain"`` or ``"finetune"``.
+        observables: ``{MODEL.md name: value}`` — pre-training ``Q0, Q, M, V, E_pre, L_pre``, fine-tuning
+            ``q0, q, m, v, o_w, E_ft, L_ft, E_frozen, delta_eff, beta_W``, Bayes-optimal
+            ``Q_BO, E_pre_BO, q_BO, E_ft_BO`` (when asked for).
+        converged: every fixed point that was solved converged.
+        n_steps: iterations per part (``{"pretrain": n, "finetune": n, ...}``).
+        diagnostics: residuals, Monte-Carlo standard errors (``mc_sem``), statuses.
+        warm: a :class:`WarmStart` to pass as ``init=`` to the next :func:`solve`.
+    """
+
+    params: Params
+    stage: str
+    observables: Mapping[str, float]
+    converged: bool
+    n_steps: Mapping[str, int] = field(default_factory=dict)
+    diagnostics: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    warm: WarmStart = field(default_factory=WarmStart, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """Flat record for a DataFrame: the parameters, the observables, ``converged`` and
+        ``n_steps_<part>``."""
+        out: dict[str, Any] = dict(self.params.to_dict())
+        out.update(self.observables)
+        out["converged"] = self.converged
+        out.update({f"n_steps_{k}": v for k, v in self.n_steps.items()})
+        return out
+
+    @property
+    def mc_sem(self) -> dict[str, float]:
+        """Monte-Carlo standard errors of the observables that have one (softmax errors, BO errors)."""
+        return dict(self.diagnostics.get("mc_sem", {}))
+
+
+def _bayes_parts(bayes: Any, stage: str) -> tuple[bool, bool]:
+    if bayes not in BAYES or (bayes is not True and bayes is not False and not isinstance(bayes, str)):
+        raise ParameterError(f"bayes = {bayes!r} is unknown: allowed True, False, 'pretrain' or 'finetune'")
+    pre = bayes is True or bayes == "pretrain"
+    ft = bayes is True or bayes == "finetune"
+    return pre and stage != "finetune", ft and stage != "pretrain"
+
+
+def bayes_label(bayes: bool | str) -> str:
+    """The ``bayes`` setting as a table value: ``none``, ``all``, ``pretrain`` or ``finetune`` (a text that a
+    CSV reader does not turn into a boolean, so a resumed table matches its points)."""
+    return {True: "all", False: "none"}.get(bayes, bayes) if isinstance(bayes, bool) else str(bayes)
+
+
+def check(params: Params, *, stage: str = "both", pretrain: Any = None, q0: float = 1.0, n_mc: int = 4000,
+          bayes: Any = True, max_steps: int = 300) -> None:
+    """Refuse input the theory cannot take, before any work (:class:`ParameterError` naming the parameter)."""
+    if not isinstance(params, Params):
+        raise ParameterError(f"params = {params!r} must be a lora_attn.Params")
+    if stage not in STAGES:
+        raise ParameterError(f"stage = {stage!r} is unknown: allowed one of {', '.join(STAGES)}")
+    _bayes_parts(bayes, stage)
+    if stage != "finetune" and params.lam <= 0:
+        raise ParameterError(f"lam = {params.lam} is out of range for the pre-training theory: allowed lam > 0")
+    if stage == "finetune" and pretrain is None:
+        raise ParameterError("stage 'finetune' needs pretrain = PretrainOrderParams(Q0, Q, M)")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ParameterError(f"max_steps = {max_steps!r} is out of range: allowed an integer ≥ 1")
+    if isinstance(n_mc, bool) or not isinstance(n_mc, int) or n_mc < 2:
+        raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
+    if isinstance(q0, bool) or not isinstance(q0, (int, float)) or not (0 < q0 < math.inf):
+        raise ParameterError(f"q0 = {q0!r} is out of range: allowed 0 < q0 < inf")
+
+
+def solve(
+    params: Params,
+    *,
+    init: WarmStart | None = None,
+    stage: str = "both",
+    bayes: bool | str = True,
+    pretrain: Any = None,
+    q0: float = 1.0,
+    n_mc: int = 4000,
+    n_test: int = 100_000,
+    key: int = 0,
+    max_steps: int = 300,
+) -> TheoryPoint:
+    """Solve the theory of ``stage`` at ``params`` (MODEL.md §5).
+
+    Args:
+        params: the parameter point.
+        init: the ``.warm`` of a neighbouring :class:`TheoryPoint`: the pre-training starts there (or is taken
+            as it is when the pre-training parameters are the same); the fine-tuning starts from the informed
+            point whatever ``init`` is (module doc).
+        stage: ``"both"`` (pre-training chained into fine-tuning), ``"pretrain"``, or ``"finetune"``
+            (needs ``pretrain``).
+        bayes: add the Bayes-optimal baselines: ``True`` (both stages), ``False``, ``"pretrain"``
+            (``Q_BO, E_pre_BO``: cheap) or ``"finetune"`` (``q_BO, E_ft_BO``: 10–30 s a point).
+        pretrain: :class:`theory.order_params.PretrainOrderParams` ``(Q0, Q, M)`` of the frozen weights, for
+            ``stage="finetune"`` (e.g. measured by a simulation).
+        q0: ``‖w*‖²/D`` (1 as ``D → ∞``).
+        n_mc: Monte-Carlo draws of the fine-tuning channel (fixed keys: the map is deterministic).
+        n_test: Monte-Carlo draws of the softmax test errors.
+        key: integer seed of the fixed Monte-Carlo keys.
+        max_steps: iteration budget of the fine-tuning fixed point (per phase; see
+            :func:`theory.finetune.solve_finetune`). A point that does not converge spends all of it, twice.
+
+    Returns:
+        A :class:`TheoryPoint`. A fixed point that did not converge gives ``converged=False`` (and NaN
+        fine-tuning observables), not an exception.
+
+    Raises:
+        ParameterError: bad input (before any work), or a setting no theory covers yet (e.g. the softmax
+            fine-tuning of reused sequences from ``(Q0, Q, M)`` alone, without ``V``).
+    """
+    check(params, stage=stage, pretrain=pretrain, q0=q0, n_mc=n_mc, bayes=bayes, max_steps=max_steps)
+    bayes_pre, bayes_ft = _bayes_parts(bayes, stage)
+    wkey = (params.sigma, params.T)
+    if init is not None and not isinstance(init, WarmStart):
+        raise ParameterError(f"init = {init!r} must be the .warm of a TheoryPoint (or None)")
+    if init is not None and init.key != wkey:
+        init = None
+    obs: dict[str, float] = {}
+    steps: dict[str, int] = {}
+    diag: dict[str, Any] = {"mc_sem": {}}
+    converged = True
+    warm_pre = None
+
+    order = pretrain
+    solved = None
+    if stage != "finetune":
+        pkey = pretrain_key(params)
+        same = init is not None and init.solved_pretrain is not None and init.solved_pretrain[0] == pkey
+        if same:
+            r, bo = init.solved_pretrain[1], init.solved_pretrain[2]
+            warm_pre = init.pretrain
+            steps["pretrain"] = 0
+            diag["pretrain"] = {**r["diagnostics"], "reused": True}
+        else:
+            r, warm_pre = _pretrain(params, init.pretrain if init is not None else None)
+            bo = None
+            steps["pretrain"] = r["n_steps"]
+            diag["pretrain"] = r["diagnostics"]
+        obs.update(r["observables"])
+        diag["mc_sem"].update(r["mc_sem"])
+        converged = converged and r["converged"]
+        order = r["order"]
+        if bayes_pre:
+            if bo is None:
+                bo = _bayes_pretrain(params)
+            obs.update(bo["observables"])
+            diag["mc_sem"].update(bo["mc_sem"])
+            diag["bayes_pretrain"] = bo["diagnostics"]
+            converged = converged and bo["converged"]
+        if r["converged"]:
+            solved = (pkey, r, bo)
+
+    if stage != "pretrain":
+        if order is None:
+            raise ParameterError("the pre-training fixed point gave no order parameters: fine-tuning cannot start")
+        f = _finetune(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
+        obs.update(f["observables"])
+        steps["finetune"] = f["n_steps"]
+        diag["finetune"] = f["diagnostics"]
+        diag["mc_sem"].update(f["mc_sem"])
+        converged = converged and f["converged"]
+        if bayes_ft:
+            b = _bayes_finetune(params, order)
+            if b is not None:
+                obs.update(b["observables"])
+                steps["bayes_finetune"] = b["n_steps"]
+                diag["mc_sem"].update(b["mc_sem"])
+                diag["bayes_finetune"] = b["diagnostics"]
+                converged = converged and b["converged"]
+            else:
+                obs.update({"q_BO": math.nan, "E_ft_BO": math.nan})
+                diag["bayes_finetune"] = "not modelled with reuse or active selection"
+    warm = WarmStart(pretrain=warm_pre, key=wkey, solved_pretrain=solved)
+    return TheoryPoint(params=params, stage=stage, observables=obs, converged=bool(converged), n_steps=steps,
+                       diagnostics=diag, warm=warm)
+
+
+# ----------------------------------------------------------------------------------------- stages
+def _finite(*xs: float) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def _pretrain(params: Params, init: Any) -> tuple[dict[str, Any], Any]:
+    """ERM pre-training: ``theory.pretrain.solve_pretrain(params, init=...)`` (every σ it supports)."""
+    from theory.denoise_prior import PretrainOverlaps
+    from theory.order_params import PretrainOrderParams
+    from theory.pretrain import solve_pretrain
+    from theory.reuse import PretrainState
+
+    r = solve_pretrain(params, init=init) if init is not None else solve_pretrain(params)
+    Q0 = float(getattr(r, "Q0", 1.0 + params.kappa0))
+    obs = {"Q0": Q0, "Q": float(r.Q), "M": float(r.M), "V": float(getattr(r, "V", math.nan)),
+           "E_pre": float(r.E_pre), "L_pre": float(r.L_pre)}
+    ok = bool(r.converged) and _finite(obs["Q"], obs["M"])
+    warm = None
+    if ok:
+        warm = getattr(r, "overlaps", None)
+        if warm is None:
+            warm = PretrainOverlaps(Q=obs["Q"], M=obs["M"], V=obs["V"])
+    # the reused-sequence channel needs the susceptibility V as well as (Q0, Q, M)
+    order = PretrainState(Q0=Q0, Q=obs["Q"], M=obs["M"], V=obs["V"]) if ok and _finite(obs["V"]) else (
+        PretrainOrderParams(Q0=Q0, Q=obs["Q"], M=obs["M"]) if ok else None)
+    diag = {"residual": getattr(r, "residual", math.nan), "status": getattr(r, "status", "")}
+    # Monte-Carlo channels (softmax) report the standard errors of their expectations
+    sem = {k: float(getattr(r, f"{k}_sem")) for k in ("E_pre", "L_pre") if getattr(r, f"{k}_sem", 0.0)}
+    return {"observables": obs, "converged": ok, "n_steps": int(getattr(r, "n_steps", 0)), "order": order,
+            "diagnostics": diag, "mc_sem": sem}, warm
+
+
+_FT_NAMES = ("q0", "q", "m", "v", "o_w", "E_ft", "L_ft", "E_frozen", "delta_eff", "beta_W")
+#: Observables of the random control of an active selection, reported as ``<name>_random``.
+_RANDOM_NAMES = ("q", "m", "o_w", "E_ft", "L_ft", "delta_eff")
+
+
+def _finetune(params: Params, order: Any, *, q0: float, n_mc: int, n_test: int, key: int,
+              max_steps: int) -> dict[str, Any]:
+    """``theory.finetune.solve_finetune`` at ``order`` (``(Q0, Q, M)``, with ``V`` for reused sequences);
+    with active selection its random control of the same size gives the ``*_random`` observables."""
+    from theory.finetune import solve_finetune
+
+    r = solve_finetune(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
+    obs = {k: float(getattr(r, k)) for k in _FT_NAMES}
+    ok = bool(r.converged)
+    if r.random_control is not None:
+        rc = r.random_control
+        obs.update({f"{k}_random": float(getattr(rc, k)) for k in _RANDOM_NAMES})
+        ok = ok and bool(rc.converged)
+    sem = {k: v for k, v in r.mc_sem.items() if k in ("E_ft", "E_frozen", "L_ft") and v}
+    diag = {"residual": r.residual, **{k: v for k, v in r.diagnostics.items() if isinstance(v, (int, float, str))}}
+    return {"observables": obs, "converged": ok, "n_steps": int(r.n_steps), "mc_sem": sem, "diagnostics": diag}
+
+
+def _bayes_pretrain(params: Params) -> dict[str, Any]:
+    from theory.bayes_pretrain import solve_bayes_pretrain
+
+    b = solve_bayes_pretrain(params)
+    return {"observables": {"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO}, "converged": bool(b.converged),
+            "mc_sem": {"E_pre_BO": b.E_pre_BO_sem}, "diagnostics": {"status": b.status, "n_roots": b.n_roots}}
+
+
+def _bayes_finetune(params: Params, order: Any) -> dict[str, Any] | None:
+    if params.reuse != 0 or params.active_rho is not None:
+        return None
+    from theory.bayes_finetune import solve_bayes_finetune
+
+    # the weak-recovery threshold is not an observable; skipping it halves the cost
+    b = solve_bayes_finetune(params, order, threshold=False)
+    return {"observables": {"q_BO": b.q_BO, "E_ft_BO": b.E_ft_BO}, "converged": bool(b.converged),
+            "n_steps": int(b.n_steps), "mc_sem": {"E_ft_BO": b.E_ft_BO_se, "q_BO": b.q_se},
+            "diagnostics": {"status": b.status, "delta_BO": b.delta_BO}}
+
+
+# ----------------------------------------------------------------------------------------- sweeps
+def _axes(vary: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
+    from lora_attn.sweep import PARAM_NAMES, parse_vary
+
+    items = vary.items() if isinstance(vary, Mapping) else vary
+    axes = []
+    for name, values in items:
+        if isinstance(values, str):
+            axes.append(parse_vary(f"{name}={values}"))
+            continue
+        if name not in PARAM_NAMES:
+            raise ParameterError(f"vary {name!r} is not a parameter: allowed one of {', '.join(PARAM_NAMES)}")
+        values = [values] if isinstance(values, (int, float)) else list(values)
+        if name != "T":
+            # one type per column, so that a resumed table matches its points (1 and 1.0 are one point)
+            values = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values]
+        if not values:
+            raise ParameterError(f"vary {name!r}: no values")
+        axes.append((name, values))
+    return axes
+
+
+def sweep(
+    base: Params,
+    vary: Mapping[str, Iterable[Any] | str] | Sequence[tuple[str, Iterable[Any] | str]],
+    *,
+    stage: str = "both",
+    bayes: bool | str = False,
+    n_mc: int = 4000,
+    q0: float = 1.0,
+    out: str | None = None,
+    progress: bool = True,
+    warm: bool = True,
+) -> "pd.DataFrame":  # noqa: F821
+    """The theory on the Cartesian product of ``vary`` applied to ``base``, as a tidy DataFrame.
+
+    Args:
+        base: the fixed parameters.
+        vary: ``{name: values}`` — a list of values, or a ``lora-attn sweep --vary`` string
+            (``"0.1,1"``, ``"start:stop:num"``, ``"log:start:stop:num"``); the last axis runs fastest.
+        stage, bayes, n_mc, q0: as in :func:`solve` (``bayes`` is off by default here: the fine-tuning
+            baseline costs 10–30 s a point).
+        out: optional ``.csv``/``.parquet`` path, rewritten after every point; points already there are
+            not recomputed (an interrupted sweep resumes).
+        progress: print one line per point on stderr.
+        warm: start each point's pre-training from the previous point's (:func:`solve`, ``init``).
+
+    Returns:
+        One row per point: the parameters, ``stage, n_mc, bayes``, every observable, ``converged`` and
+        ``n_steps_<part>``. Every point is validated before any work.
+    """
+    from lora_attn.sweep import check_output_path, grid, run_sweep
+
+    if stage == "finetune":
+        raise ParameterError("sweep covers stage 'both' or 'pretrain' (the fine-tuning stage alone needs "
+                             "measured pre-training order parameters: call solve(..., stage='finetune'))")
+    points = grid(base, _axes(vary))
+    for p in points:
+        check(p, stage=stage, n_mc=n_mc, q0=q0, bayes=bayes)
+    if out is not None:
+        check_output_path(out)
+
+    def point(p: Params, w: Any) -> tuple[dict[str, Any], Any]:
+        r = solve(p, init=w if warm else None, stage=stage, bayes=bayes, n_mc=n_mc, q0=q0)
+        row = r.row()
+        for k in p.to_dict():
+            row.pop(k, None)
+        return row, r.warm
+
+    extra = {"stage": stage, "n_mc": n_mc, "bayes": bayes_label(bayes)}
+    if progress:
+        print(f"[theory.sweep] {len(points)} points, stage {stage}", file=sys.stderr, flush=True)
+    return run_sweep(points, point, out=out, progress=progress, extra_columns=extra)
