@@ -123,6 +123,6 @@ def figure4(theory: Tables, sims: Tables, *, sigma: str, stem: str, D: int | Non
         _series(ax, _get(theory, "lam_prime"), _get(sims, "lam_prime"), x="lam_prime", y=f"{y}_random",
                 by="active_rho", values=rhos, fmt="_", style="--", marker="s")
         finish(ax, "lam_prime", y, logx=True, logy=y == "E_ft", legend=y == "E_ft")
-    fig.suptitle(f"Figure 4 ({sigma}): T=3, Δ=0, ᾱ'=100, α=0.1, λ=0.1; solid/circles: active, "
-                 "dashed/squares: random subset of the same size\n" + _note(D), fontsize=8)
+    fig.suptitle(f"Figure 4 ({sigma}): T=3, Δ=0, ᾱ'=100, α=0.1, λ=0.1\nsolid/circles: active; dashed/squares: "
+                 "random subset of the same size; " + _note(D), fontsize=8)
     return save(fig, stem)

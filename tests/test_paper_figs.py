@@ -134,3 +134,13 @@ def test_quick_no_sim_real_theory_smoke(tmp_path):
     assert paper_figs.main(["--quick", "--no-sim", "--sigma", "linear", "--fig", "2", "--out", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "fig2" / "linear-lam-theory.csv")
     assert table["converged"].all() and (table["E_ft"] < table["E_frozen"]).all()
+
+
+@pytest.mark.parametrize("argv, sigma, expected", [
+    ([], "linear", ["--sigma", "linear", "--jobs", "1"]),
+    (["--quick", "--sigma", "linear", "softmax", "--fig", "1", "2"], "softmax",
+     ["--quick", "--fig", "1", "2", "--sigma", "softmax", "--jobs", "1"]),
+    (["--jobs", "3", "--out", "x", "--sigma=linear"], "linear", ["--out", "x", "--sigma", "linear", "--jobs", "1"]),
+])
+def test_each_child_process_gets_one_sigma_and_one_job(argv, sigma, expected):
+    assert paper_figs.child_argv(argv, sigma) == expected

@@ -376,7 +376,7 @@ def solve_finetune(
     n_iter: int = 20,
     random_control: bool = True,
     anderson: int = 3,
-    patience: int | None = 60,
+    patience: int | None = 100,
 ) -> FinetuneResult:
     """Solve the fine-tuning fixed point over ``(q, m, v)`` (module doc) and evaluate the observables.
 
@@ -393,14 +393,15 @@ def solve_finetune(
         damping, rtol, atol, max_steps: passed to :func:`theory.fixed_point.fixed_point`.
         n_iter: Newton iterations per start of the prox.
         anderson: Anderson memory of the fixed-point iteration (0: plain damping). The iteration runs in two
-            phases: first with the prox started from ``ω`` only (until converged or stalled), then, from that point (or from
+            phases: first with the prox started from ``ω`` only (at most 40 steps), then, from that point (or from
             ``init`` if phase 1 did not converge), with all the starts of
             :func:`theory.prox.prox_multistart` until the map is stationary again (usually 1–2 steps). If the
             accelerated run fails, it is repeated with plain damping (``diagnostics["fallback"]``).
         random_control: with ``active_rho``, also solve the random subset of the same size (``random_control``).
         patience: phase 2 stops as ``"stalled"`` (not converged) when its residual has not halved in
-            ``patience`` steps (:func:`theory.fixed_point.fixed_point`); converging points of the figure grids
-            halve it every ≲ 15 steps, a point without a reachable fixed point otherwise spends ``max_steps``.
+            ``patience`` steps (:func:`theory.fixed_point.fixed_point`); a point without a reachable fixed point
+            otherwise spends ``max_steps`` (twice, with the fallback). 60 stopped a slow but converging point
+            (softmax T = 2, λ' = 0.003, converged in 95 steps); 100 did not.
     """
     if not (isinstance(n_mc, int) and n_mc >= 2):
         raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
@@ -469,30 +470,40 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
 
     def iterate(start: FinetuneOverlaps, accel: int, budget: int):
         # phase 1: one prox start (ω), a third of the cost of a step; phase 2: every start, from phase 1's
-        # point (the same equations, so usually 1–2 steps)
+        # point (the same equations, so usually 1–2 steps). With one start the map can fail to contract where
+        # it does with all of them (measured: softmax T = 2, λ' = 0.003), hence phase 1's short budget.
         fp1 = fixed_point(step_with(START_SCALES[:1]), start, damping=damping, rtol=rtol, atol=atol,
-                          max_steps=budget, anderson=accel, patience=patience)
+                          max_steps=min(budget, 40), anderson=accel)
         fp2 = fixed_point(step_with(START_SCALES), fp1.value if fp1.converged else start, damping=damping,
                           rtol=rtol, atol=atol, max_steps=budget, anderson=accel, patience=patience)
         return fp1, fp2
 
     start = init or FinetuneOverlaps(q=q0 / 2, m=q0 / 2, v=1.0 / (2 * params.lam_prime + params.effective_alpha_prime * T + 1.0))
+
+    def check(fp):
+        """``(ok, status, hats, sem, diag)`` of a run: converged, finite, and a true fixed point."""
+        ov = fp.value
+        if not (fp.converged and all(math.isfinite(x) for x in (ov.q, ov.m, ov.v))):
+            return False, fp.status, None, {}, {}
+        hats, sem, diag = finetune_hats(params, ov, samples, q0, n_iter)
+        if not hats.lam_eff + hats.v_hat > 0:
+            # the step halves v while λ_eff + v̂ ≤ 0; v → 0 then stops moving below atol: not a fixed point
+            return False, "no_fixed_point", None, {}, {}
+        return True, fp.status, hats, sem, diag
+
     fp1, fp = iterate(start, anderson, max_steps)
+    ok, status, hats, sem, diag = check(fp)
     fallback = False
-    if anderson and not fp.converged:
+    if anderson and not ok:
         fp1, fp = iterate(start, 0, max_steps)
+        ok, status, hats, sem, diag = check(fp)
         fallback = True
     ov = fp.value
-    ok = fp.converged and all(math.isfinite(x) for x in (ov.q, ov.m, ov.v))
-    if ok:
-        hats, sem, diag = finetune_hats(params, ov, samples, q0, n_iter)
-    else:
-        hats, sem, diag = None, {}, {}
     q, m = (ov.q, ov.m) if ok else (float("nan"), float("nan"))
     E_ft, E_fr, s1, s0 = errors(q, m) if ok else (float("nan"),) * 4
     L_ft = diag.pop("L_ft", float("nan"))
     sem.update({"E_ft": s1, "E_frozen": s0})
-    diag.update({"status": fp.status, "fallback": fallback, "n_steps_one_start": fp1.n_steps, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key, **extra})
+    diag.update({"status": status, "fallback": fallback, "n_steps_one_start": fp1.n_steps, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key, **extra})
     o_w = abs(m) / math.sqrt(q * q0) if ok and q > 0 else float("nan")
     return FinetuneResult(q=q, m=m, v=ov.v, o_w=o_w, E_ft=E_ft, L_ft=L_ft, E_frozen=E_fr, delta_eff=d_eff, q0=q0,
                           beta_W=bW, hats=hats, converged=ok, n_steps=fp1.n_steps + fp.n_steps, residual=fp.residual,
