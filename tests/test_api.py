@@ -148,10 +148,7 @@ def test_the_package_exports_the_api():
 
 @pytest.mark.slow
 def test_softmax_solve_reports_every_observable():
-    try:
-        r = theory.solve(Params(sigma="softmax"), bayes="pretrain", n_mc=N_MC)
-    except ParameterError as err:
-        pytest.skip(f"softmax theory not available yet: {err}")
+    r = theory.solve(Params(sigma="softmax"), bayes="pretrain", n_mc=N_MC)
     assert set(OBSERVABLES) <= set(r.observables) and r.converged
     warm = theory.solve(Params(sigma="softmax", alpha_prime=3.3), bayes=False, n_mc=N_MC, init=r.warm)
     cold = theory.solve(Params(sigma="softmax", alpha_prime=3.3), bayes=False, n_mc=N_MC)

@@ -62,6 +62,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from theory.denoise_prior import PretrainHats  # noqa: E402
+from theory.prox import start_agreement  # noqa: E402
 
 N_ITER = 30
 V_MIN = 1e-9
@@ -220,10 +221,7 @@ def _finish(Zs, omega, hstar, noisy, B, Q, M, V, Q0, beta, *, T: int, sigma: str
         Hphi_inv, min_piv = small_inverse(Hphi)
         scale = 1.0 / Vp + 1.0
         converged = (jnp.linalg.norm(gphi) < GTOL * scale * (1.0 + jnp.linalg.norm(z))) & (min_piv > 0)
-        dist = jnp.linalg.norm(zs - z[None, :], axis=1)
-        distinct = dist > 1e-4 * (1.0 + jnp.linalg.norm(z))
-        multimodal = jnp.any(distinct)
-        ambiguous = jnp.any(distinct & (vals - vals[k] < 1e-6 * (1.0 + jnp.abs(vals[k]))))
+        multimodal, ambiguous = start_agreement(zs, vals, k)
         g = -gl
         # (I + V C H_ℓ)⁻¹ = H_φ⁻¹ C⁻¹/V  and  (C⁻¹ + V H_ℓ)⁻¹ = H_φ⁻¹/V
         dg_domega = -Hl @ (Hphi_inv / (c[None, :] * Vp))

@@ -67,6 +67,15 @@ def newton_minimise(phi: Callable, z0, n_iter: int, V, gtol: float = 1e-10):
     return z
 
 
+def start_agreement(zs, vals, k):
+    """Flags of a multistart minimisation kept at start ``k``: ``multimodal`` (another start ended at a
+    distinct point, relative distance > 1e-4) and ``ambiguous`` (a distinct point with an objective within a
+    relative 1e-6 of the kept one: the choice between minima is not resolved)."""
+    z = zs[k]
+    distinct = jnp.linalg.norm(zs - z[None, :], axis=1) > 1e-4 * (1.0 + jnp.linalg.norm(z))
+    return jnp.any(distinct), jnp.any(distinct & (vals - vals[k] < 1e-6 * (1.0 + jnp.abs(vals[k]))))
+
+
 def prox_multistart(phi: Callable, omega, V, n_iter: int = 20, gtol: float = 1e-7, scales=START_SCALES):
     """``argmin_z φ(z)`` over the starts ``s·ω`` (``s`` in ``scales``, default ``START_SCALES``): returns
     ``(z, converged, multimodal, ambiguous)`` for one sample (vmap it over samples)."""
@@ -81,8 +90,5 @@ def prox_multistart(phi: Callable, omega, V, n_iter: int = 20, gtol: float = 1e-
     lam_min = jnp.linalg.eigvalsh(jax.hessian(phi)(z))[0]
     scale = 1.0 / V + 1.0
     converged = (jnp.linalg.norm(g) < gtol * scale * (1.0 + jnp.linalg.norm(z))) & (lam_min > 0)
-    dist = jnp.linalg.norm(zs - z[None, :], axis=1)
-    distinct = dist > 1e-4 * (1.0 + jnp.linalg.norm(z))
-    multimodal = jnp.any(distinct)
-    ambiguous = jnp.any(distinct & (vals - vals[k] < 1e-6 * (1.0 + jnp.abs(vals[k]))))
+    multimodal, ambiguous = start_agreement(zs, vals, k)
     return z, converged, multimodal, ambiguous

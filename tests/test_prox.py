@@ -1,0 +1,56 @@
+"""Property tests of the R^T proximal solver (theory/prox.py) on problems whose answer is known."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theory.prox import prox_multistart, start_agreement
+
+jax.config.update("jax_enable_x64", True)
+
+T = 3
+_floats = st.floats(-2.0, 2.0, allow_nan=False)
+
+
+@settings(max_examples=15, deadline=None)
+@given(omega=st.lists(_floats, min_size=T, max_size=T), entries=st.lists(_floats, min_size=T * T, max_size=T * T),
+       V=st.floats(0.05, 5.0))
+def test_quadratic_prox_is_the_linear_solve(omega, entries, V):
+    """φ(z) = ‖z − ω‖²/(2V) + ½ zᵀAz with A ⪰ 0 has the unique minimiser (I/V + A)⁻¹ ω/V."""
+    B = np.array(entries).reshape(T, T)
+    A = B @ B.T / T
+    w = jnp.array(omega)
+    phi = lambda z: jnp.sum((z - w) ** 2) / (2 * V) + 0.5 * z @ (jnp.array(A) @ z)  # noqa: E731
+    z, converged, multimodal, _ = prox_multistart(phi, w, V)
+    exact = np.linalg.solve(np.eye(T) / V + A, np.array(omega) / V)
+    assert bool(converged) and not bool(multimodal)
+    np.testing.assert_allclose(np.asarray(z), exact, rtol=1e-7, atol=1e-9)
+
+
+@settings(max_examples=15, deadline=None)
+@given(omega=st.lists(_floats, min_size=T, max_size=T), target=st.floats(-1.0, 3.0), V=st.floats(0.05, 5.0))
+def test_quartic_prox_is_a_minimum_below_omega_and_zero(omega, target, V):
+    """A double-well loss (‖z‖² − c)²: the kept point is stationary, has a positive-definite Hessian, and its
+    objective is not above those of ω, of 0 and of the radial points at the bottom of the well."""
+    w = jnp.array(omega)
+    phi = lambda z: jnp.sum((z - w) ** 2) / (2 * V) + (jnp.sum(z**2) - target) ** 2  # noqa: E731
+    z, converged, _, _ = prox_multistart(phi, w, V)
+    assert bool(converged)
+    assert float(jnp.linalg.norm(jax.grad(phi)(z))) < 1e-6 * (1 / V + 1) * (1 + float(jnp.linalg.norm(z)))
+    assert float(jnp.linalg.eigvalsh(jax.hessian(phi)(z))[0]) > 0
+    candidates = [w, jnp.zeros(T)]
+    if target > 0 and float(jnp.linalg.norm(w)) > 0:
+        candidates.append(w / jnp.linalg.norm(w) * np.sqrt(target))
+    assert all(float(phi(z)) <= float(phi(c)) + 1e-12 for c in candidates)
+
+
+def test_start_agreement_flags():
+    zs = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    multimodal, ambiguous = start_agreement(zs, jnp.array([0.0, 1.0, 0.0]), 0)
+    assert bool(multimodal) and not bool(ambiguous)
+    multimodal, ambiguous = start_agreement(zs, jnp.array([0.0, 0.0, 0.0]), 0)
+    assert bool(multimodal) and bool(ambiguous)
+    multimodal, ambiguous = start_agreement(zs[jnp.array([0, 2])], jnp.array([0.0, 0.0]), 0)
+    assert not bool(multimodal) and not bool(ambiguous)
