@@ -221,20 +221,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_theory(args: argparse.Namespace) -> int:
-    from theory.stages import parse_pretrain, solve_stage
+    import theory
+    from theory.api import parse_pretrain
 
     params = params_from_args(args)
-    pre = parse_pretrain(args.pretrain) if args.pretrain is not None else None
+    if args.stage == "finetune" and args.pretrain is None:
+        raise ParameterError("stage 'finetune' needs the pre-training order parameters: --pretrain Q0=..,Q=..,M=..")
+    pre = parse_pretrain(args.pretrain) if args.pretrain is not None and args.stage == "finetune" else None
     if args.q0 <= 0:
         raise ParameterError(f"q0 = {args.q0} is out of range: allowed q0 > 0")
-    result = solve_stage(params, args.stage, pretrain=pre, q0=args.q0, bayes=args.bayes, n_mc=args.n_mc)
+    # the Bayes-optimal pre-training baseline is cheap and always given; --bayes adds the fine-tuning one
+    bayes = True if args.bayes else "pretrain"
+    result = theory.solve(params, stage=args.stage, pretrain=pre, q0=args.q0, bayes=bayes, n_mc=args.n_mc)
     if args.json:
         json.dump(result.to_json_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
         print(f"lora-attn theory --stage {result.stage}: converged = {result.converged}")
-        if result.pretrain_order is not None:
-            p = result.pretrain_order
+        if result.pretrain is not None:
+            p = result.pretrain
             print(f"pre-training order parameters: Q0 = {p.Q0:g}, Q = {p.Q:g}, M = {p.M:g}")
         for name, value in result.observables.items():
             print(f"{name:<10} {_fmt(value):>12}")
@@ -286,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_flags(th)
     th.add_argument("--stage", choices=("both", "pretrain", "finetune"), default="both",
                     help="which stage (default both: pre-training chained into fine-tuning; linear σ only so far)")
-    th.add_argument("--pretrain", default=None, metavar="Q0=..,Q=..,M=..",
+    th.add_argument("--pretrain", default=None, metavar="Q0=..,Q=..,M=..[,V=..]",
                     help="pre-training order parameters fed to the fine-tuning theory")
     th.add_argument("--q0", type=float, default=1.0, help="‖w*‖²/D fed to the fine-tuning theory (default 1)")
     th.add_argument("--bayes", action="store_true", help="add the Bayes-optimal fine-tuning baseline (10–30 s)")

@@ -39,21 +39,14 @@ def test_row_is_flat_params_observables_convergence(linear_point):
     assert row["converged"] is True and row["n_steps_pretrain"] > 1 and row["n_steps_finetune"] > 1
 
 
-def test_solve_agrees_with_solve_stage(linear_point):
-    from theory.stages import solve_stage
-
-    ref = solve_stage(LINEAR, "both", n_mc=N_MC)
-    for name in OBSERVABLES:
-        assert linear_point.observables[name] == pytest.approx(ref.observables[name], rel=1e-6, abs=1e-9), name
-
-
 def test_warm_start_reaches_the_same_point_and_fine_tuning_does_not_depend_on_the_path(linear_point):
     nxt = LINEAR.replace(alpha_prime=3.3, lam=0.12)
     cold = theory.solve(nxt, bayes=False, n_mc=N_MC)
     warm = theory.solve(nxt, bayes=False, n_mc=N_MC, init=linear_point.warm)
     assert cold.converged and warm.converged
+    # both runs stop at the solvers' rtol = 1e-6; measured: the largest relative difference is 9e-10
     for name in ("Q", "M", "E_pre", "q", "m", "E_ft", "o_w"):
-        assert warm.observables[name] == pytest.approx(cold.observables[name], rel=1e-4), name
+        assert warm.observables[name] == pytest.approx(cold.observables[name], rel=1e-6), name
     assert warm.n_steps["pretrain"] < cold.n_steps["pretrain"]
     # the fine-tuning always starts from the informed point: the same iterates, the same numbers
     assert warm.n_steps["finetune"] == cold.n_steps["finetune"]
@@ -152,7 +145,8 @@ def test_softmax_solve_reports_every_observable():
     assert set(OBSERVABLES) <= set(r.observables) and r.converged
     warm = theory.solve(Params(sigma="softmax", alpha_prime=3.3), bayes=False, n_mc=N_MC, init=r.warm)
     cold = theory.solve(Params(sigma="softmax", alpha_prime=3.3), bayes=False, n_mc=N_MC)
-    assert warm.observables["E_ft"] == pytest.approx(cold.observables["E_ft"], rel=1e-4)
+    # measured: 5e-9 apart (the pre-training is taken as it is; rtol of the solvers 1e-6)
+    assert warm.observables["E_ft"] == pytest.approx(cold.observables["E_ft"], rel=1e-6)
     assert sum(warm.n_steps.values()) < sum(cold.n_steps.values())
 
 
@@ -172,12 +166,10 @@ def test_a_fine_tuning_neighbour_takes_the_solved_pretraining_as_it_is(linear_po
     assert other.n_steps["pretrain"] > 0 and "reused" not in other.diagnostics["pretrain"]
 
 
-def test_reused_sequences_through_the_api_match_solve_stage():
-    from theory.stages import solve_stage
+def test_reused_sequences_get_V_from_the_chained_pretraining():
+    from theory.reuse import PretrainState, reused_delta_eff_linear
 
-    p = LINEAR.replace(reuse=1.0)
-    r = theory.solve(p, bayes=False, n_mc=N_MC)
-    ref = solve_stage(p, "both", n_mc=N_MC)
-    assert r.converged and ref.converged
-    for name in ("delta_eff", "q", "m", "E_ft", "o_w"):
-        assert r.observables[name] == pytest.approx(ref.observables[name], rel=1e-6), name
+    r = theory.solve(LINEAR.replace(reuse=1.0), bayes=False, n_mc=N_MC)
+    o = r.observables
+    assert r.converged and isinstance(r.pretrain, PretrainState) and r.pretrain.V == o["V"]
+    assert o["delta_eff"] == pytest.approx(reused_delta_eff_linear(LINEAR.delta, r.pretrain), rel=1e-12)

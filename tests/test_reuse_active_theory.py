@@ -245,15 +245,11 @@ def test_active_solution_beats_random_control():
     assert r.delta_eff < rc.delta_eff and r.o_w > rc.o_w and r.E_ft < rc.E_ft
 
 
-def test_solve_stage_both_passes_V_through():
-    from theory.stages import solve_stage
+def test_reused_finetuning_from_order_parameters_alone_is_refused():
+    import theory
 
-    r = solve_stage(LIN.replace(reuse=1.0), "both", n_mc=400)
-    obs = r.observables
-    pre = PretrainState(Q0=obs["Q0"], Q=obs["Q"], M=obs["M"], V=obs["V"])
-    assert obs["delta_eff"] == pytest.approx(reused_delta_eff_linear(LIN.delta, pre))
     with pytest.raises(ParameterError, match="susceptibility V"):
-        solve_stage(LIN.replace(reuse=1.0), "finetune", pretrain=OP, n_mc=400)
+        theory.solve(LIN.replace(reuse=1.0), stage="finetune", pretrain=OP, bayes=False, n_mc=400)
 
 
 # ---------------------------------------------------------------------------- against simulation

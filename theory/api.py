@@ -79,6 +79,16 @@ class TheoryPoint:
     n_steps: Mapping[str, int] = field(default_factory=dict)
     diagnostics: Mapping[str, Any] = field(default_factory=dict, repr=False)
     warm: WarmStart = field(default_factory=WarmStart, repr=False)
+    pretrain: Any = field(default=None, repr=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """What ``lora-attn theory --json`` prints: ``params``, ``stage``, ``pretrain`` (``Q0, Q, M`` the
+        fine-tuning was fed, or ``None``), ``observables``, ``converged``, ``n_steps``, ``diagnostics``
+        (NaN as ``null``)."""
+        pre = None if self.pretrain is None else {"Q0": self.pretrain.Q0, "Q": self.pretrain.Q, "M": self.pretrain.M}
+        return _plain({"params": self.params.to_dict(), "stage": self.stage, "pretrain": pre,
+                       "observables": dict(self.observables), "converged": self.converged,
+                       "n_steps": dict(self.n_steps), "diagnostics": dict(self.diagnostics)})
 
     def row(self) -> dict[str, Any]:
         """Flat record for a DataFrame: the parameters, the observables, ``converged`` and
@@ -234,7 +244,44 @@ def solve(
                 diag["bayes_finetune"] = "not modelled with reuse or active selection"
     warm = WarmStart(pretrain=warm_pre, key=wkey, solved_pretrain=solved)
     return TheoryPoint(params=params, stage=stage, observables=obs, converged=bool(converged), n_steps=steps,
-                       diagnostics=diag, warm=warm)
+                       diagnostics=diag, warm=warm, pretrain=order if stage != "pretrain" else None)
+
+
+def _plain(x: Any) -> Any:
+    """``x`` with NaN as ``None``, numpy/JAX scalars as Python numbers and other objects as their ``repr``."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
+
+
+def parse_pretrain(text: str) -> Any:
+    """``"Q0=2.0,Q=2.2,M=1.9"`` (and optionally ``V=..``) → :class:`PretrainOrderParams` (or
+    :class:`theory.reuse.PretrainState` with ``V``, which reused sequences need)."""
+    from theory.order_params import PretrainOrderParams
+    from theory.reuse import PretrainState
+
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in ("Q0", "Q", "M", "V"):
+            raise ParameterError(f"--pretrain {text!r}: expected Q0=..,Q=..,M=..[,V=..] (got {part!r})")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise ParameterError(f"--pretrain: {name} = {value!r} is not a number") from None
+    missing = {"Q0", "Q", "M"} - set(values)
+    if missing:
+        raise ParameterError(f"--pretrain {text!r}: missing {', '.join(sorted(missing))}")
+    return PretrainState(**values) if "V" in values else PretrainOrderParams(**values)
 
 
 # ----------------------------------------------------------------------------------------- stages
