@@ -91,7 +91,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulate import run  # JAX is imported only when needed
 
     result = run(params, args.D, args.seeds, seed=args.seed, n_test=args.n_test, n_restarts=args.restarts,
-                 pretrain_solver=args.pretrain_solver, progress=not args.json, cache_dir=args.cache_dir)
+                 pretrain_solver=args.pretrain_solver, progress=not args.json, cache_dir=args.cache_dir,
+                 train_gram=args.train_gram)
     if args.json:
         json.dump(result.to_json_dict(), sys.stdout)
         sys.stdout.write("\n")
@@ -189,7 +190,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     for D in Ds:
         sizes(params, D)
-    check(params, stage="both", n_mc=args.n_mc, bayes=False)
+    check(params, stage="both", n_mc=args.n_mc, bayes=False, pretrain_replicas=args.replicas)
     if args.out is not None:
         from lora_attn.sweep import check_output_path
 
@@ -199,12 +200,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     print(f"[validate] theory at {', '.join(f'{k}={v}' for k, v in params.to_dict().items())}",
           file=sys.stderr, flush=True)
-    th = theory.solve(params, bayes=False, n_mc=args.n_mc)
+    th = theory.solve(params, bayes=False, n_mc=args.n_mc, pretrain_replicas=args.replicas)
     sims = []
     for D in Ds:
         print(f"[validate] simulating D = {D}, {args.seeds} seeds", file=sys.stderr, flush=True)
         sims.append(simulate.run(params, D, args.seeds, seed=args.seed, cache_dir=args.cache_dir,
-                                 progress=True))
+                                 progress=True, train_gram=args.train_gram))
     v = compare(th.observables, sims, names=OBSERVABLES, z_max=args.z_max, theory_sem=th.mc_sem,
                 criterion=args.criterion)
     print(format_table(v))
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train W by L-BFGS (default) or solve the convex S ⪰ 0 problem (linear σ, κ ≥ 1)")
     sim.add_argument("--cache-dir", default=None,
                      help="store / reuse trained pre-training weights here (they depend on no fine-tuning flag)")
+    sim.add_argument("--train-gram", choices=("tokens", "identity"), default="tokens",
+                    help="token Gram XXᵀ/D in the training losses: the model's (default) or its D → ∞ limit I_T "
+                         "(a diagnostic of the finite-D output effect)")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
     sim.set_defaults(func=cmd_simulate)
 
@@ -308,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--criterion", choices=("largest", "extrapolated"), default="largest",
                     help="judge |z| at the largest D (default) or the a + b/D extrapolation to D = ∞")
     va.add_argument("--n-mc", type=int, default=4000, help="Monte-Carlo draws of the fine-tuning channel (theory)")
+    va.add_argument("--replicas", type=int, default=4,
+                    help="independent Monte-Carlo replicas of the softmax pre-training theory, for its error bars "
+                         "(default 4)")
+    va.add_argument("--train-gram", choices=("tokens", "identity"), default="tokens",
+                    help="token Gram XXᵀ/D in the training losses: the model's (default) or its D → ∞ limit I_T "
+                         "(a diagnostic of the finite-D output effect)")
     va.add_argument("--cache-dir", default=None, help="reuse trained pre-training weights")
     va.add_argument("--out", default=None, help="write the table (.csv or .parquet)")
     va.add_argument("--plot", default=None, metavar="PATH", help="draw gap against 1/D per observable (.png/.pdf)")

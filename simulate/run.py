@@ -30,6 +30,9 @@ OBSERVABLES = (
 RANDOM_CONTROL = ("q", "m", "o_w", "E_ft", "L_ft", "delta_eff")
 
 PRETRAIN_SOLVERS = ("lbfgs", "convex")
+#: The token Gram ``G = XXᵀ/D`` in the training losses: the model's own (``"tokens"``), or its
+#: ``D → ∞`` limit ``I_T`` (``"identity"``, a diagnostic that removes one finite-``D`` effect; see run_seed).
+TRAIN_GRAMS = ("tokens", "identity")
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ def run_seed(
     pretrain_solver: str = "lbfgs",
     keep_state: bool = False,
     cache: PretrainCache | None = None,
+    train_gram: str = "tokens",
 ) -> SeedResult:
     """Both stages for one draw of teacher and data (MODEL.md §2–4).
 
@@ -222,12 +226,20 @@ def run_seed(
         pretrain_solver: ``"lbfgs"`` (trains ``W``) or ``"convex"`` (``S ⪰ 0``; linear ``σ``, ``κ ≥ 1``).
         keep_state: attach the trained weights and the batches to the result (for checks).
         cache: reuse / store the trained ``Ŵ`` (it depends on no fine-tuning parameter).
+        train_gram: ``"tokens"`` (the model: each training sequence's error ``(1/D)‖(σ(A) − B)X‖_F²`` is
+            ``Tr(E G Eᵀ)`` with its own ``G = XXᵀ/D``) or ``"identity"`` (``G → I_T``, the loss of the
+            ``D → ∞`` theory, in both training stages; ``L_pre``/``L_ft`` are then that loss). The
+            fluctuation ``√D(G − I)`` is exactly the pre-activation of the identity direction of ``S̄``,
+            so the model's training loss is biased along ``Tr S̄`` at order ``D^{-1/2}``; comparing the two
+            settings on the same seeds measures that finite-size effect. Test errors always use ``G``.
     """
     p = params
     if pretrain_solver not in PRETRAIN_SOLVERS:
         raise ParameterError(f"pretrain_solver = {pretrain_solver!r} is unknown: allowed {PRETRAIN_SOLVERS}")
     if pretrain_solver == "convex" and (p.sigma != "linear" or p.kappa < 1):
         raise ParameterError("pretrain_solver = 'convex' needs sigma = 'linear' and kappa ≥ 1")
+    if train_gram not in TRAIN_GRAMS:
+        raise ParameterError(f"train_gram = {train_gram!r} is unknown: allowed {TRAIN_GRAMS}")
     sz = sizes(p, D, n_test)
     k = {name: jax.random.fold_in(key, i) for i, name in enumerate(
         ("teacher", "pretrain", "init_W", "finetune", "test", "init_w", "pool", "random_subset"))}
@@ -235,20 +247,22 @@ def run_seed(
     teacher = sample_teacher(k["teacher"], D, sz.P0)
     pre = sample_batch(k["pretrain"], sz.N, p.T, teacher)
     B_pre = pre.pretrain_target(p.delta, p.sigma, p.beta)
-    cache_key = pretrain_cache_key(p, D, key, pretrain_solver) if cache is not None else None
+    solver_id = pretrain_solver if train_gram == "tokens" else f"{pretrain_solver}/gram={train_gram}"
+    cache_key = pretrain_cache_key(p, D, key, solver_id) if cache is not None else None
+    G_pre = _train_gram(pre, train_gram)
     cached = cache.get(cache_key) if cache is not None else None
     if cached is not None:
         W_hat, pre_info = jnp.asarray(cached[0]), cached[1]
     elif pretrain_solver == "lbfgs":
-        fit = train_pretrain(k["init_W"], pre.X, pre.G, B_pre, P=sz.P, lam=p.lam, sigma=p.sigma, beta=p.beta)
+        fit = train_pretrain(k["init_W"], pre.X, G_pre, B_pre, P=sz.P, lam=p.lam, sigma=p.sigma, beta=p.beta)
         W_hat, pre_info = fit.W, fit.info
     else:
-        W_hat, pre_info = train_pretrain_convex(pre.X, pre.G, B_pre, P=sz.P, lam=p.lam)
+        W_hat, pre_info = train_pretrain_convex(pre.X, G_pre, B_pre, P=sz.P, lam=p.lam)
     if cache is not None and cached is None:
         cache.put(cache_key, np.asarray(W_hat), pre_info)
 
     obs: dict[str, float] = dict(order_parameters(W_hat, teacher.W0))
-    obs["L_pre"] = float(pretrain_data_term(W_hat, pre.X, pre.G, B_pre, p.sigma, p.beta)) / sz.N
+    obs["L_pre"] = float(pretrain_data_term(W_hat, pre.X, G_pre, B_pre, p.sigma, p.beta)) / sz.N
 
     test = sample_batch(k["test"], sz.n_test, p.T, teacher)
     A_test = attention_preactivation(test.X, W_hat)
@@ -276,10 +290,11 @@ def run_seed(
     def finetune_on(batch: Batch, init_key: Array) -> tuple[dict[str, float], dict[str, Any]]:
         A_frozen = beta_W * attention_preactivation(batch.X, W_hat)
         B_ft = batch.finetune_target(p.delta, p.sigma, p.beta)
-        ft = train_finetune(init_key, batch.X, batch.G, A_frozen, B_ft, lam_prime=p.lam_prime,
+        G_ft = _train_gram(batch, train_gram)
+        ft = train_finetune(init_key, batch.X, G_ft, A_frozen, B_ft, lam_prime=p.lam_prime,
                             sigma=p.sigma, beta=p.beta, n_restarts=n_restarts)
         o = lora_overlaps(ft.w, teacher.w_star)
-        o["L_ft"] = float(finetune_data_term(ft.w, batch.X, batch.G, A_frozen, B_ft, p.sigma, p.beta)) / len(batch)
+        o["L_ft"] = float(finetune_data_term(ft.w, batch.X, G_ft, A_frozen, B_ft, p.sigma, p.beta)) / len(batch)
         o["delta_eff"] = offdiag_residual_variance(batch.A0, A_frozen, batch.Z, p.delta)
         A_ft = beta_W * A_test + lora_preactivation(test.X, ft.w)
         o["E_ft"] = _mean_error(activation(A_ft, p.sigma, p.beta), B_test_ft, test.G)
@@ -317,6 +332,13 @@ def run_seed(
     return SeedResult(observables=ordered, diagnostics=diag, state=state if keep_state else None)
 
 
+def _train_gram(batch: Batch, train_gram: str) -> Array:
+    """The token Gram the training loss uses (run_seed's ``train_gram``)."""
+    if train_gram == "tokens":
+        return batch.G
+    return jnp.broadcast_to(jnp.eye(batch.G.shape[-1], dtype=batch.G.dtype), batch.G.shape)
+
+
 def _mean_error(sigma_A: Array, B: Array, G: Array) -> float:
     """``mean_μ (1/D)‖(σ(A_μ) − B_μ)X_μ‖_F²``: a test error on the batch."""
     return float(jnp.mean(output_sq_error(sigma_A - B, G)))
@@ -341,21 +363,25 @@ def run(
     pretrain_solver: str = "lbfgs",
     progress: bool = False,
     cache_dir: str | None = None,
+    train_gram: str = "tokens",
 ) -> SimulationResult:
     """Simulate ``seeds`` independent draws at dimension ``D`` and average (MODEL.md §4 observables).
 
     Seed ``s ∈ {0..seeds−1}`` uses ``fold_in(PRNGKey(seed), s)``: the same ``seed`` reproduces a run
-    exactly, and run ``s`` does not depend on how many seeds are requested.
+    exactly, and run ``s`` does not depend on how many seeds are requested. ``train_gram``: see
+    :func:`run_seed`.
     """
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ParameterError(f"seeds = {seeds!r} is out of range: allowed an integer seeds ≥ 1")
     sizes(params, D, n_test)  # validate before any work
+    if train_gram not in TRAIN_GRAMS:
+        raise ParameterError(f"train_gram = {train_gram!r} is unknown: allowed {TRAIN_GRAMS}")
     base = jax.random.PRNGKey(seed)
     cache = PretrainCache(cache_dir) if cache_dir is not None else None
     rows = []
     for s in range(seeds):
         r = run_seed(params, D, jax.random.fold_in(base, s), n_test=n_test, n_restarts=n_restarts,
-                     pretrain_solver=pretrain_solver, cache=cache)
+                     pretrain_solver=pretrain_solver, cache=cache, train_gram=train_gram)
         rows.append({**r.observables, **r.diagnostics})
         if progress:
             print(f"[simulate] D={D} seed {s + 1}/{seeds}: E_pre={r.observables['E_pre']:.4f} "

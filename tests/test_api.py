@@ -110,6 +110,7 @@ def test_sweep_resumes_from_its_output(tmp_path, monkeypatch):
     (dict(q0=-1.0), "q0"),
     (dict(stage="finetune"), "pretrain"),
     (dict(init=(1.0, 2.0)), "init"),
+    (dict(pretrain_replicas=0), "pretrain_replicas"),
 ])
 def test_bad_input_is_refused_before_work(kwargs, match):
     with pytest.raises(ParameterError, match=match):
@@ -137,6 +138,13 @@ def test_the_package_exports_the_api():
     assert callable(theory.solve) and theory.solve is theory.api.solve
     assert theory.sweep is theory.api.sweep
     assert isinstance(theory.WarmStart(), WarmStart)
+
+
+def test_pretrain_replicas_give_the_theory_its_own_error_bars():
+    p = Params(sigma="softmax", T=2)
+    r = theory.solve(p, stage="pretrain", bayes=False, pretrain_replicas=2)
+    assert r.converged and {"Q", "M", "V", "E_pre", "L_pre"} <= set(r.mc_sem)
+    assert 0 < r.mc_sem["Q"] < 0.05 * r.observables["Q"]
 
 
 @pytest.mark.slow

@@ -150,9 +150,11 @@ def _stub(monkeypatch, gap_at):
     calls = []
 
     def fake_solve(params, **kw):
+        _stub.solve_kw = kw
         return TheoryPoint(params=params, stage="both", observables=dict(values), converged=True)
 
     def fake_run(params, D, seeds, **kw):
+        _stub.run_kw = kw
         calls.append(D)
         obs = {k: v + gap_at(k, D) for k, v in values.items()}
         return _FakeSim(D, seeds, obs, {k: 0.01 for k in obs})
@@ -187,7 +189,17 @@ def test_validate_extrapolated_criterion_forgives_a_1_over_D_gap(monkeypatch, ca
     assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--criterion", "extrapolated"]) == 0
 
 
+def test_validate_passes_theory_replicas_and_training_gram(monkeypatch, capsys):
+    _stub(monkeypatch, lambda name, D: 0.0)
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2"]) == 0
+    assert _stub.solve_kw["pretrain_replicas"] == 4 and _stub.run_kw["train_gram"] == "tokens"
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--replicas", "2",
+                 "--train-gram", "identity"]) == 0
+    assert _stub.solve_kw["pretrain_replicas"] == 2 and _stub.run_kw["train_gram"] == "identity"
+
+
 @pytest.mark.parametrize("argv, match", [
+    (["--replicas", "0"], "replicas"),
     (["--D", "1,10"], "--D"),
     (["--D", "a,10"], "--D"),
     (["--seeds", "1"], "seeds"),

@@ -14,6 +14,7 @@ from theory.finetune import (
     FinetuneHats,
     PretrainOrderParams,
     _draws,
+    _draws_mc,
     _linear_errors,
     _test_errors,
     delta_eff,
@@ -71,12 +72,13 @@ def test_linear_depends_on_pretraining_only_through_delta_eff():
 def test_linear_closed_form_errors_match_monte_carlo():
     T, q, m, q0 = 3, 0.7, 0.5, 1.0
     law = (0.0, 0.0, 0.8)
-    draws = _draws(jax.random.PRNGKey(3), 200_000, T)
-    eft, efr = _test_errors(q, m, q0, law, 1.0, draws, sigma="linear")
     th_ft, th_fr = _linear_errors(T, q, m, q0, 0.8)
-    for x, th in ((eft, th_ft), (efr, th_fr)):
-        x = np.asarray(x)
-        assert abs(x.mean() - th) < 4 * x.std() / math.sqrt(x.size)
+    # quasi-Monte Carlo test draws and i.i.d. channel draws have the same law
+    for draws in (_draws(3, 1, 2**17, T), _draws_mc(jax.random.PRNGKey(3), 200_000, T)):
+        eft, efr = _test_errors(q, m, q0, law, 1.0, draws, sigma="linear")
+        for x, th in ((eft, th_ft), (efr, th_fr)):
+            x = np.asarray(x)
+            assert abs(x.mean() - th) < 4 * x.std() / math.sqrt(x.size)
 
 
 def test_prior_update_closed_form():

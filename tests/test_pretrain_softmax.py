@@ -8,10 +8,11 @@ import pytest
 from lora_attn import Params
 from theory.denoise_prior import PretrainOverlaps
 from theory.pretrain import linear_channel, solve_pretrain
-from theory.pretrain_channel import (ChannelDraws, activation, channel, fresh_test_error, to_entries, to_matrix,
-                                     training_preactivations, variance_factors)
+from lora_attn.params import ParameterError
+from theory.pretrain_channel import (ChannelDraws, activation, channel, fresh_test_error, sobol_normals, to_entries,
+                                     to_matrix, training_preactivations, variance_factors)
 
-N = 600
+N = 512
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def test_mc_channel_with_linear_sigma_equals_the_closed_form(draws3, ov):
     assert r.frac_converged == 1.0 and r.frac_multimodal == 0.0
     assert r.hats.sigma_hat == pytest.approx(ref.sigma_hat, rel=1e-10)
     assert r.m_hat_derivative == pytest.approx(ref.m_hat, rel=1e-10)
-    assert abs(r.hats.m_hat - ref.m_hat) < 4 * r.sem["m_hat"]
+    assert r.hats.m_hat == r.m_hat_derivative  # the default estimator
+    assert abs(r.m_hat_stein - ref.m_hat) < 4 * r.sem["m_hat_stein"]
     assert abs(r.hats.q_hat - ref.q_hat) < 4 * r.sem["q_hat"]
     err = 2.0 - 2 * M + Q + 0.25
     assert abs(r.E_pre - 12 * err) < 4 * r.E_pre_sem
@@ -50,13 +52,41 @@ def test_fresh_test_error_linear_formula():
 
 
 def test_softmax_channel_estimators_agree():
-    """Where the prox is unique (small V), the Stein m̂ and the derivative m̂ (∂g/∂h* by implicit
-    differentiation) estimate the same number, and so do the implicit-Jacobian σ̂ and its Stein form."""
+    """Where the prox is (nearly always) unique (small V), the Stein m̂ and the derivative m̂ (∂g/∂h* by
+    implicit differentiation) estimate the same number, and so do the implicit-Jacobian σ̂ and its Stein form."""
     d = ChannelDraws.make(2, N, 3)
     r = channel(0.8, 0.5, 0.3, T=2, sigma="softmax", alpha=0.5, delta=0.5, Q0=2.0, draws=d, beta=2.0)
-    assert r.frac_converged == 1.0 and r.frac_multimodal == 0.0
-    assert abs(r.m_hat_derivative - r.hats.m_hat) < 4 * r.sem["m_hat"]
+    assert r.frac_converged == 1.0 and r.frac_multimodal < 0.01
+    assert abs(r.m_hat_stein - r.m_hat_derivative) < 4 * r.sem["m_hat_stein"]
     assert r.sigma_hat_stein == pytest.approx(r.hats.sigma_hat, rel=0.15)
+    s = channel(0.8, 0.5, 0.3, T=2, sigma="softmax", alpha=0.5, delta=0.5, Q0=2.0, draws=d, beta=2.0,
+                m_hat_form="stein")
+    assert s.hats.m_hat == r.m_hat_stein and s.hats.q_hat == r.hats.q_hat
+
+
+def test_sobol_normals_are_standard_normal_and_seeded():
+    z = sobol_normals(6, 4096, seed=3)
+    assert z.shape == (4096, 6) and np.all(np.isfinite(z))
+    # randomised QMC: the moments are far more accurate than the i.i.d. 1/√n
+    assert np.max(np.abs(z.mean(axis=0))) < 5e-3 and np.max(np.abs(z.var(axis=0) - 1)) < 1e-2
+    assert np.array_equal(z, sobol_normals(6, 4096, seed=3)) and not np.array_equal(z, sobol_normals(6, 4096, seed=4))
+    with pytest.raises(ValueError, match="power of two"):
+        sobol_normals(6, 1000, seed=0)
+    assert len(ChannelDraws.make(3, 1000, 0)) == 1024  # rounded up
+    assert len(ChannelDraws.make(3, 1000, 0, method="mc")) == 1000
+
+
+def test_replicas_are_independent_solves_averaged():
+    p = Params(sigma="softmax", T=2, alpha=0.1, lam=0.1)
+    runs = [solve_pretrain(p, n_mc=N, key=k) for k in (5, 6, 7)]
+    r = solve_pretrain(p, n_mc=N, key=5, replicas=3)
+    assert r.converged and r.replicas == 3
+    Qs = np.array([x.Q for x in runs])
+    assert r.Q == pytest.approx(Qs.mean(), rel=1e-6)
+    assert r.replica_sem["Q"] == pytest.approx(Qs.std(ddof=1) / math.sqrt(3), rel=1e-3)
+    assert r.E_pre_sem == r.replica_sem["E_pre"] > 0
+    with pytest.raises(ParameterError, match="replicas"):
+        solve_pretrain(p, replicas=0)
 
 
 def test_softmax_fixed_point_limits_and_damping():
@@ -67,7 +97,7 @@ def test_softmax_fixed_point_limits_and_damping():
     assert (a.Q, a.M, a.V) == pytest.approx((b.Q, b.M, b.V), rel=2e-5)
     assert a.Q0 == 2.0 and 0 < a.L_pre < a.E_pre
     assert a.prox["converged"] == 1.0
-    assert set(a.hats_sem) == {"m_hat", "q_hat", "sigma_hat"} and a.E_pre_sem > 0
+    assert set(a.hats_sem) == {"m_hat", "q_hat", "sigma_hat", "m_hat_stein"} and a.E_pre_sem > 0
 
 
 def test_strong_weight_decay_gives_zero_student_softmax():

@@ -12,7 +12,7 @@ from lora_attn.params import ParameterError, Params
 from theory.finetune import (
     FinetuneOverlaps,
     _channel,
-    _draws,
+    _draws_mc,
     channel_samples,
     delta_eff,
     finetune_hats,
@@ -54,7 +54,7 @@ def test_e0_samples_and_hats_are_exactly_the_fresh_channel(sigma):
     n, key = SMALL["n_mc"], 5
     samples, info = channel_samples(p, PRE, 1.0, n, key)
     law = noise_law(p, OP, 1.0)
-    draws = _draws(jax.random.fold_in(jax.random.PRNGKey(key), 0), n, p.T)
+    draws = _draws_mc(jax.random.fold_in(jax.random.PRNGKey(key), 0), n, p.T)
     ov = FinetuneOverlaps(q=0.6, m=0.4, v=0.3)
     old = _channel(ov.q, ov.m, ov.v, 1.0, tuple(float(x) for x in law), p.beta, draws, sigma=sigma, n_iter=20)
     hats, _, diag = finetune_hats(p, ov, samples, 1.0)

@@ -153,6 +153,26 @@ def test_factorised_and_convex_pretraining_agree():
         assert a[name] == pytest.approx(b[name], rel=1e-5), name
 
 
+def test_identity_train_gram_minimises_the_d_infinity_loss():
+    """``train_gram='identity'`` trains on ``‖σ(A) − B‖_F²`` (``G → I_T``): the two settings differ at finite D,
+    the identity one is stationary for its own loss, and its L_pre is that loss."""
+    from simulate.pretrain import pretrain_data_term
+
+    p = Params(sigma="softmax", lam_prime=math.inf)
+    key = jax.random.PRNGKey(4)
+    a = run_seed(p, 24, key, keep_state=True)
+    b = run_seed(p, 24, key, keep_state=True, train_gram="identity")
+    assert b.diagnostics["pretrain_converged"]
+    assert a.observables["Q"] != b.observables["Q"] and a.observables["Q0"] == b.observables["Q0"]
+    pre = b.state["pretrain_batch"]
+    B = pre.pretrain_target(p.delta, p.sigma, p.beta)
+    eye = jnp.broadcast_to(jnp.eye(p.T), pre.G.shape)
+    L = float(pretrain_data_term(b.state["W_hat"], pre.X, eye, B, p.sigma, p.beta)) / len(pre)
+    assert b.observables["L_pre"] == pytest.approx(L, rel=1e-12)
+    with pytest.raises(ParameterError, match="train_gram"):
+        run(p, 24, 1, train_gram="unit")
+
+
 def test_convex_solver_refuses_softmax():
     with pytest.raises(ParameterError, match="convex"):
         run_seed(Params(sigma="softmax"), 10, jax.random.PRNGKey(0), pretrain_solver="convex")

@@ -120,7 +120,7 @@ def bayes_label(bayes: bool | str) -> str:
 
 
 def check(params: Params, *, stage: str = "both", pretrain: Any = None, q0: float = 1.0, n_mc: int = 4000,
-          bayes: Any = True, max_steps: int = 300) -> None:
+          bayes: Any = True, max_steps: int = 300, pretrain_replicas: int = 1) -> None:
     """Refuse input the theory cannot take, before any work (:class:`ParameterError` naming the parameter)."""
     if not isinstance(params, Params):
         raise ParameterError(f"params = {params!r} must be a lora_attn.Params")
@@ -135,6 +135,8 @@ def check(params: Params, *, stage: str = "both", pretrain: Any = None, q0: floa
         raise ParameterError(f"max_steps = {max_steps!r} is out of range: allowed an integer ≥ 1")
     if isinstance(n_mc, bool) or not isinstance(n_mc, int) or n_mc < 2:
         raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
+    if isinstance(pretrain_replicas, bool) or not isinstance(pretrain_replicas, int) or pretrain_replicas < 1:
+        raise ParameterError(f"pretrain_replicas = {pretrain_replicas!r} is out of range: allowed an integer ≥ 1")
     if isinstance(q0, bool) or not isinstance(q0, (int, float)) or not (0 < q0 < math.inf):
         raise ParameterError(f"q0 = {q0!r} is out of range: allowed 0 < q0 < inf")
 
@@ -151,6 +153,7 @@ def solve(
     n_test: int = 100_000,
     key: int = 0,
     max_steps: int = 300,
+    pretrain_replicas: int = 1,
 ) -> TheoryPoint:
     """Solve the theory of ``stage`` at ``params`` (MODEL.md §5).
 
@@ -171,6 +174,9 @@ def solve(
         key: integer seed of the fixed Monte-Carlo keys.
         max_steps: iteration budget of the fine-tuning fixed point (per phase; see
             :func:`theory.finetune.solve_finetune`). A point that does not converge spends all of it, twice.
+        pretrain_replicas: independent Monte-Carlo replicas of the softmax pre-training fixed point
+            (:func:`theory.pretrain.solve_pretrain`); with 2 or more, ``mc_sem`` holds the standard errors
+            of ``Q, M, V, E_pre, L_pre`` propagated through the fixed point.
 
     Returns:
         A :class:`TheoryPoint`. A fixed point that did not converge gives ``converged=False`` (and NaN
@@ -180,7 +186,8 @@ def solve(
         ParameterError: bad input (before any work), or a setting no theory covers yet (e.g. the softmax
             fine-tuning of reused sequences from ``(Q0, Q, M)`` alone, without ``V``).
     """
-    check(params, stage=stage, pretrain=pretrain, q0=q0, n_mc=n_mc, bayes=bayes, max_steps=max_steps)
+    check(params, stage=stage, pretrain=pretrain, q0=q0, n_mc=n_mc, bayes=bayes, max_steps=max_steps,
+          pretrain_replicas=pretrain_replicas)
     bayes_pre, bayes_ft = _bayes_parts(bayes, stage)
     wkey = (params.sigma, params.T)
     if init is not None and not isinstance(init, WarmStart):
@@ -204,7 +211,7 @@ def solve(
             steps["pretrain"] = 0
             diag["pretrain"] = {**r["diagnostics"], "reused": True}
         else:
-            r, warm_pre = _pretrain(params, init.pretrain if init is not None else None)
+            r, warm_pre = _pretrain(params, init.pretrain if init is not None else None, pretrain_replicas)
             bo = None
             steps["pretrain"] = r["n_steps"]
             diag["pretrain"] = r["diagnostics"]
@@ -289,14 +296,14 @@ def _finite(*xs: float) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
 
-def _pretrain(params: Params, init: Any) -> tuple[dict[str, Any], Any]:
-    """ERM pre-training: ``theory.pretrain.solve_pretrain(params, init=...)`` (every σ it supports)."""
+def _pretrain(params: Params, init: Any, replicas: int = 1) -> tuple[dict[str, Any], Any]:
+    """ERM pre-training: ``theory.pretrain.solve_pretrain(params, init=..., replicas=...)``."""
     from theory.denoise_prior import PretrainOverlaps
     from theory.order_params import PretrainOrderParams
     from theory.pretrain import solve_pretrain
     from theory.reuse import PretrainState
 
-    r = solve_pretrain(params, init=init) if init is not None else solve_pretrain(params)
+    r = solve_pretrain(params, init=init, replicas=replicas)
     Q0 = float(getattr(r, "Q0", 1.0 + params.kappa0))
     obs = {"Q0": Q0, "Q": float(r.Q), "M": float(r.M), "V": float(getattr(r, "V", math.nan)),
            "E_pre": float(r.E_pre), "L_pre": float(r.L_pre)}
@@ -312,6 +319,8 @@ def _pretrain(params: Params, init: Any) -> tuple[dict[str, Any], Any]:
     diag = {"residual": getattr(r, "residual", math.nan), "status": getattr(r, "status", "")}
     # Monte-Carlo channels (softmax) report the standard errors of their expectations
     sem = {k: float(getattr(r, f"{k}_sem")) for k in ("E_pre", "L_pre") if getattr(r, f"{k}_sem", 0.0)}
+    # with replicas: the Monte-Carlo error of the whole fixed point
+    sem.update({k: v for k, v in getattr(r, "replica_sem", {}).items() if k in ("Q", "M", "V")})
     return {"observables": obs, "converged": ok, "n_steps": int(getattr(r, "n_steps", 0)), "order": order,
             "diagnostics": diag, "mc_sem": sem}, warm
 

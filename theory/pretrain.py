@@ -25,6 +25,14 @@ Fixed point ``(Q, M, V) = prior_step(channel(Q, M, V))``:
 ``Q0 = 1 + κ0`` unless given (a simulation's measured ``Q0`` may be passed; the prior's teacher spectrum
 stays the ``κ0`` Wishart law). Softmax solve: Anderson-accelerated iteration of the map (cheap), then
 the damped :func:`theory.fixed_point.fixed_point` from there, whose verdict is the one reported.
+
+Monte-Carlo error of the softmax fixed point. The conjugates are averages over ``n_mc`` fixed draws, and
+the fixed point carries their error into ``(Q, M, V)`` (at the figure-1 point ``δQ/Q ≈ 1.6 δm̂/m̂ +
+0.8 δq̂/q̂ − 1.5 δσ̂/σ̂``). Scrambled Sobol' draws and the derivative form of ``m̂`` bring the spread of
+the solved ``Q`` over independent draw sets from 2.0 % (i.i.d. draws, Stein ``m̂``, n = 4096) to 0.2 %
+(``benchmarks/bench_channel_precision.py``). ``replicas = R`` solves ``R`` independent draw sets and
+reports their mean with its standard error: the error bar of the theory itself, which a comparison
+with simulations must include.
 """
 
 from __future__ import annotations
@@ -39,8 +47,8 @@ from lora_attn.params import ParameterError, Params
 from theory.denoise_prior import PretrainHats, PretrainOverlaps, prior_step
 from theory.fixed_point import fixed_point
 
-DEFAULT_N_MC = {2: 1500, 3: 1500}
-N_TEST = 20000
+DEFAULT_N_MC = {2: 2048, 3: 2048}
+N_TEST = 32768
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,13 @@ class PretrainResult:
 
     Softmax only (defaults otherwise): ``E_pre_sem``/``L_pre_sem`` are Monte-Carlo standard errors at the
     fixed point (fixed order parameters), ``hats_sem`` those of the conjugates, ``prox`` the prox
-    diagnostics (fractions of samples ``converged``/``multimodal``/``ambiguous``, the alternative
-    estimators ``m_hat_derivative``/``sigma_hat_stein``), ``n_mc`` the channel draws, ``n_map`` the number
-    of channel evaluations of the whole solve.
+    diagnostics (fractions of samples ``converged``/``multimodal``/``ambiguous``, the separate
+    estimators ``m_hat_stein``/``m_hat_derivative``/``sigma_hat_stein``), ``n_mc`` the channel draws,
+    ``n_map`` the number of channel evaluations of the whole solve. With ``replicas = R ≥ 2`` the fixed
+    point is solved for ``R`` independent draw sets and every reported number is their mean;
+    ``replica_sem`` then holds the standard errors of ``Q, M, V, E_pre, L_pre, trace`` over the replicas
+    (the whole Monte-Carlo error of the theory, propagated through the fixed point), and
+    ``E_pre_sem``/``L_pre_sem`` are those.
     """
 
     Q0: float
@@ -72,6 +84,8 @@ class PretrainResult:
     prox: dict = field(default_factory=dict)
     n_mc: int = 0
     n_map: int = 0
+    replicas: int = 1
+    replica_sem: dict = field(default_factory=dict)
 
     @property
     def overlaps(self) -> PretrainOverlaps:
@@ -87,13 +101,15 @@ def linear_channel(ov: PretrainOverlaps, *, T: int, alpha: float, delta: float, 
                         sigma_hat=2 * a_eff / denom)
 
 
-def _check(params: Params, Q0: float, n_mc: int | None) -> None:
+def _check(params: Params, Q0: float, n_mc: int | None, replicas: int = 1) -> None:
     if params.lam <= 0:
         raise ParameterError(f"lam = {params.lam} is out of range for the theory: allowed lam > 0")
     if not (math.isfinite(Q0) and Q0 > 0):
         raise ParameterError(f"Q0 = {Q0} is out of range: allowed 0 < Q0 < ∞")
     if n_mc is not None and not (isinstance(n_mc, int) and n_mc >= 2):
         raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
+    if not (isinstance(replicas, int) and replicas >= 1):
+        raise ParameterError(f"replicas = {replicas!r} is out of range: allowed an integer ≥ 1")
 
 
 def _clip(ov: PretrainOverlaps, Q0: float) -> PretrainOverlaps:
@@ -154,7 +170,8 @@ def solve_pretrain(
     n_test: int = N_TEST,
     accelerate: bool = True,
     mc_linear: bool = False,
-    m_hat_form: str = "stein",
+    m_hat_form: str = "derivative",
+    replicas: int = 1,
 ) -> PretrainResult:
     """Solve ``(Q, M, V) = prior_step(channel(Q, M, V))`` (module doc) and evaluate ``E_pre, L_pre``.
 
@@ -165,15 +182,19 @@ def solve_pretrain(
             (closed-form channel) or 1e-7 (Monte-Carlo channel, whose map is deterministic but only
             piecewise smooth where a sample's prox switches minimum).
         Q0: the teacher's ``Tr S̃0²/D`` (default ``1 + κ0``; a simulation's measured value may be passed).
-        n_mc, key: Monte-Carlo draws and integer seed of the fixed keys of the channel (softmax, or
-            linear with ``mc_linear=True``).
+        n_mc, key: channel draws (rounded up to a power of two: scrambled Sobol' points) and the
+            integer seed of their scramble (softmax, or linear with ``mc_linear=True``).
         n_test: draws of the fresh-sequence ``E_pre`` (softmax).
         accelerate: Anderson pre-iterations before the certifying damped iteration (MC channel).
         mc_linear: use the Monte-Carlo channel for linear σ too (a check of its normalisations).
-        m_hat_form: ``'stein'`` (default) or ``'derivative'`` estimator of ``m̂`` (MC channel).
+        m_hat_form: ``'derivative'`` (default) or ``'stein'`` estimator of ``m̂`` (MC channel;
+            :mod:`theory.pretrain_channel` says why).
+        replicas: ``R ≥ 1`` independent draw sets (scramble seeds ``key … key+R−1``), each solved to its
+            own fixed point (the later ones warm-started from the first); the result is their mean with
+            the spread as ``replica_sem`` (MC channel; see :class:`PretrainResult`).
     """
     Q0 = 1.0 + params.kappa0 if Q0 is None else float(Q0)
-    _check(params, Q0, n_mc)
+    _check(params, Q0, n_mc, replicas)
     T = params.T
     lam_q = params.lam * math.sqrt(params.kappa)
     start = init if init is not None else PretrainOverlaps(Q=0.5 * Q0, M=0.4 * Q0, V=0.5)
@@ -194,9 +215,35 @@ def solve_pretrain(
                               L_pre=T * (T + 1) * err / (1 + 4 * ov.V) ** 2, trace=prior(hats).trace, hats=hats,
                               converged=res.converged, n_steps=res.n_steps, residual=res.residual,
                               status=res.status)
-    return _solve_mc(params, start, prior, Q0=Q0, damping=damping, rtol=1e-7 if rtol is None else rtol,
-                     atol=atol, max_steps=max_steps, n_mc=n_mc or DEFAULT_N_MC.get(T, 1000), key=key,
-                     n_test=n_test, accelerate=accelerate, m_hat_form=m_hat_form)
+    def solve_one(k: int, x0: PretrainOverlaps) -> PretrainResult:
+        return _solve_mc(params, x0, prior, Q0=Q0, damping=damping, rtol=1e-7 if rtol is None else rtol,
+                         atol=atol, max_steps=max_steps, n_mc=n_mc or DEFAULT_N_MC.get(T, 2048), key=k,
+                         n_test=n_test, accelerate=accelerate, m_hat_form=m_hat_form)
+
+    first = solve_one(key, start)
+    if replicas == 1:
+        return first
+    runs = [first] + [solve_one(key + r, first.overlaps if first.converged else start) for r in range(1, replicas)]
+    return _combine_replicas(runs)
+
+
+_REPLICA_FIELDS = ("Q", "M", "V", "E_pre", "L_pre", "trace")
+
+
+def _combine_replicas(runs: list[PretrainResult]) -> PretrainResult:
+    """Mean of independent replica solutions, with their standard errors (``replica_sem``)."""
+    R = len(runs)
+    vals = {f: np.array([getattr(r, f) for r in runs], dtype=float) for f in _REPLICA_FIELDS}
+    mean = {f: float(v.mean()) for f, v in vals.items()}
+    sem = {f: float(v.std(ddof=1) / math.sqrt(R)) for f, v in vals.items()}
+    hats = PretrainHats(*(float(np.mean([getattr(r.hats, h) for r in runs])) for h in ("m_hat", "q_hat", "sigma_hat")))
+    prox = {k: float(np.mean([r.prox[k] for r in runs])) for k in runs[0].prox}
+    bad = [r.status for r in runs if not r.converged]
+    return PretrainResult(
+        Q0=runs[0].Q0, **mean, hats=hats, converged=not bad, n_steps=sum(r.n_steps for r in runs),
+        residual=max(r.residual for r in runs), status=bad[0] if bad else runs[0].status,
+        E_pre_sem=sem["E_pre"], L_pre_sem=sem["L_pre"], hats_sem=runs[0].hats_sem, prox=prox,
+        n_mc=runs[0].n_mc, n_map=sum(r.n_map for r in runs), replicas=R, replica_sem=sem)
 
 
 def _solve_mc(params: Params, start: PretrainOverlaps, prior: Callable[[PretrainHats], Any], *, Q0: float,
@@ -205,6 +252,7 @@ def _solve_mc(params: Params, start: PretrainOverlaps, prior: Callable[[Pretrain
     from theory.pretrain_channel import ChannelDraws, channel, fresh_test_error
 
     draws = ChannelDraws.make(params.T, n_mc, key)
+    n_mc = len(draws)
     cache: dict[tuple[float, float, float], Any] = {}
 
     def chan(ov: PretrainOverlaps):

@@ -23,8 +23,14 @@ Proximal map and its derivatives:
 Conjugates (``α = N/D²``):
 
     q̂ = 2α Σ_e c_e E[g_e²],   σ̂ = −2α Σ_e c_e E[∂g_e/∂ω_e],
-    m̂ = 2α Σ_e E[g_e (h*_e − (M/Q) ω_e)] / (Q0 − M²/Q)                  (Stein form, default)
-       = 2α Σ_e c_e E[∂g_e/∂h*_e]                                          (derivative form, diagnostic).
+    m̂ = 2α Σ_e c_e E[∂g_e/∂h*_e]                                          (derivative form, default)
+       = 2α Σ_e E[g_e (h*_e − (M/Q) ω_e)] / (Q0 − M²/Q)                  (Stein form, cross-check).
+
+The two forms of ``m̂`` agree when the prox is a smooth function of the draws; the derivative form has
+about half the per-sample spread (figure-1 point: relative standard deviation 0.32 against 0.69), and
+the fixed point amplifies the error of ``m̂`` into ``Q`` (``δQ/Q ≈ 1.6 δm̂/m̂`` there), so it is the
+default. The Stein form also counts the jumps of ``Â`` where the prox switches minimum; the reported
+``multimodal`` fraction says whether that can matter, and the Stein value is reported beside it.
 
 A Stein form of ``σ̂`` (``ω | h* ~ N((M/Q0)h*, c(Q − M²/Q0))``) is reported too: it includes the jumps of
 ``Â`` where the prox switches minimum, which the implicit Jacobian misses, so their difference measures
@@ -44,8 +50,11 @@ combination ``(ω + 4V·H)/(1 + 4V)`` — keeping the lowest ``φ``. Per sample:
 Hessian), ``multimodal`` (another start ended at a different local minimum), ``ambiguous`` (two distinct
 minima with equal ``φ`` to 1e-6 relative). The fractions are reported.
 
-All draws come from fixed ``jax.random`` keys (common random numbers): for a given ``n`` and ``key`` the
-map ``(Q, M, V) → hats`` is deterministic, and is compiled once per ``(T, σ, n)``.
+Draws are fixed (common random numbers): for a given ``n`` and ``key`` the map ``(Q, M, V) → hats`` is
+deterministic, and is compiled once per ``(T, σ, n)``. By default they are randomised quasi-Monte Carlo
+points (scrambled Sobol', :func:`sobol_normals`; the scramble is seeded by ``key``, so different keys
+are independent replicas whose spread is an honest error bar). At the figure-1 point with n = 4096 the
+spread of the solved ``Q`` over keys is 0.2 % against 2.0 % for i.i.d. draws with the Stein ``m̂``.
 """
 
 from __future__ import annotations
@@ -267,6 +276,29 @@ def _channel_core(Q, M, V, Q0, delta, beta, xi, zeta, eta, *, T: int, sigma: str
     return out
 
 
+DRAW_METHODS = ("sobol", "mc")
+
+
+def sobol_normals(dim: int, n: int, seed: int | tuple[int, ...]) -> np.ndarray:
+    """``n`` points of a scrambled Sobol' sequence in ``[0,1]^dim`` (Owen scrambling, seeded), mapped to
+    standard normals by the inverse CDF: randomised quasi-Monte Carlo. Every coordinate is exactly
+    ``N(0, 1)`` in law and unbiased for any integrand; for the smooth channel integrands the error falls
+    faster than ``n^{-1/2}``. ``n`` must be a power of two (the balance of the sequence needs it)."""
+    from scipy.stats import norm, qmc
+
+    m = int(round(math.log2(n))) if n > 0 else -1
+    if m < 1 or 2**m != n:
+        raise ValueError(f"n = {n} is out of range for Sobol' draws: allowed a power of two ≥ 2")
+    u = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng(seed)).random_base2(m)
+    tiny = 2.0**-53
+    return norm.ppf(np.clip(u, tiny, 1.0 - tiny))
+
+
+def sobol_size(n: int) -> int:
+    """The smallest power of two ``≥ n`` (the size of a Sobol' draw set asked for ``n`` points)."""
+    return 1 << max(1, math.ceil(math.log2(max(n, 2))))
+
+
 @dataclass(frozen=True)
 class ChannelDraws:
     """Fixed standard-normal draws ``ξ, ζ, η`` of shape ``(n, K)`` (common random numbers)."""
@@ -276,10 +308,21 @@ class ChannelDraws:
     eta: jax.Array
 
     @staticmethod
-    def make(T: int, n: int, key: int | jax.Array = 0) -> "ChannelDraws":
-        base = jax.random.PRNGKey(key) if isinstance(key, int) else key
-        k = jax.random.split(base, 3)
+    def make(T: int, n: int, key: int | jax.Array = 0, method: str = "sobol") -> "ChannelDraws":
+        """``method='sobol'`` (default, integer ``key``): randomised quasi-Monte Carlo
+        (:func:`sobol_normals` in ``3K`` dimensions, ``n`` rounded up to a power of two), the scramble
+        seeded by ``key``; different keys are independent replicas. ``method='mc'``: i.i.d. draws from
+        ``jax.random`` (``key`` an int or a ``jax.random`` key)."""
         K = n_entries(T)
+        if method == "sobol":
+            if not isinstance(key, (int, np.integer)):
+                raise ValueError("Sobol' draws need an integer key (the scramble seed)")
+            z = sobol_normals(3 * K, sobol_size(n), int(key))
+            return ChannelDraws(*(jnp.asarray(z[:, i * K:(i + 1) * K]) for i in range(3)))
+        if method != "mc":
+            raise ValueError(f"method = {method!r} is unknown: allowed {DRAW_METHODS}")
+        base = jax.random.PRNGKey(key) if isinstance(key, (int, np.integer)) else key
+        k = jax.random.split(base, 3)
         return ChannelDraws(*(jax.random.normal(ki, (n, K), dtype=jnp.float64) for ki in k))
 
     def __len__(self) -> int:
@@ -290,8 +333,9 @@ class ChannelDraws:
 class ChannelResult:
     """Conjugates, their MC standard errors, the observables and the prox diagnostics at ``(Q, M, V)``.
 
-    ``hats`` uses the Stein ``m̂`` (module doc) unless ``m_hat_form='derivative'`` was asked;
-    ``m_hat_derivative`` and ``sigma_hat_stein`` are the alternative estimators (diagnostics).
+    ``hats`` uses the derivative ``m̂`` (module doc) unless ``m_hat_form='stein'`` was asked;
+    ``m_hat_stein``, ``m_hat_derivative`` and ``sigma_hat_stein`` are the separate estimators. ``sem``
+    is the i.i.d. standard error of the sample mean (an upper bound with quasi-Monte Carlo draws).
     """
 
     hats: PretrainHats
@@ -316,7 +360,7 @@ def _mean_sem(x) -> tuple[float, float]:
 
 def channel(
     Q: float, M: float, V: float, *, T: int, sigma: str, alpha: float, delta: float, Q0: float,
-    beta: float = 1.0, draws: ChannelDraws, n_iter: int = N_ITER, m_hat_form: str = "stein",
+    beta: float = 1.0, draws: ChannelDraws, n_iter: int = N_ITER, m_hat_form: str = "derivative",
 ) -> ChannelResult:
     """Channel half-step ``(Q, M, V) → (m̂, q̂, σ̂)`` and ``E_pre, L_pre`` by Monte Carlo (module doc).
 
@@ -347,7 +391,7 @@ def channel(
     a2 = 2.0 * alpha
     return ChannelResult(
         hats=PretrainHats(m_hat=a2 * m_main, q_hat=a2 * q, sigma_hat=a2 * s),
-        sem={"m_hat": a2 * m_se, "q_hat": a2 * q_se, "sigma_hat": a2 * s_se},
+        sem={"m_hat": a2 * m_se, "q_hat": a2 * q_se, "sigma_hat": a2 * s_se, "m_hat_stein": a2 * ms_se},
         E_pre=E, E_pre_sem=E_se, L_pre=L, L_pre_sem=L_se,
         m_hat_stein=a2 * ms, m_hat_derivative=a2 * md, sigma_hat_stein=a2 * ss,
         frac_converged=float(np.mean(out["converged"])), frac_multimodal=float(np.mean(out["multimodal"])),
@@ -357,11 +401,12 @@ def channel(
 
 def fresh_test_error(
     Q: float, M: float, *, T: int, sigma: str, delta: float, Q0: float, beta: float = 1.0,
-    n: int = 20000, key: int = 1,
+    n: int = 32768, key: int = 1,
 ) -> tuple[float, float]:
     """``E_pre = E ℓ(σ(A0 + √ΔZ), A_s)`` with ``(A_s, A0)`` GOE-like of off-diagonal covariance
     ``[[Q, M], [M, Q0]]`` (diagonal twice it), ``Z`` as in MODEL.md §2; returns ``(mean, sem)``.
-    No prox is needed, so this is cheap and can use more draws than the channel."""
+    No prox is needed, so this is cheap and can use more draws than the channel (Sobol' draws, ``n``
+    rounded up to a power of two; ``sem`` is the i.i.d. formula, an upper bound for quasi-Monte Carlo)."""
     d = ChannelDraws.make(T, n, key)
     c = jnp.asarray(variance_factors(T))
     r = M / Q if Q > 1e-300 else 0.0
@@ -390,7 +435,7 @@ def training_preactivations(params, pre, key, n: int):
         n: number of sequences.
     """
     T, sigma = params.T, params.sigma
-    draws = ChannelDraws.make(T, n, key)
+    draws = ChannelDraws.make(T, n, key, method="mc")
     Q, M, V, Q0 = float(pre.Q), float(pre.M), float(pre.V), float(pre.Q0)
     c = jnp.asarray(variance_factors(T))
     if sigma == "linear":
