@@ -51,6 +51,24 @@ def noise(key, n: int, T: int):
     return 0.5 * (Z + jnp.swapaxes(Z, 1, 2))
 
 
+def fit_erm(preactivation_of, B, D: int, *, lam: float, sigma: str, key):
+    """``Ŵ = argmin_W ‖σ(A(W)) − B‖_F² + λ‖W‖_F²`` over ``W ∈ R^{D×D}`` (objective divided by ``D²``), by the
+    simulator's L-BFGS from ``W ~ N(0, 1)``; ``preactivation_of(W)`` gives the ``(N, T, T)`` pre-activations."""
+
+    def objective(w_flat):
+        E = act(preactivation_of(w_flat.reshape(D, D)), sigma) - B
+        return (jnp.sum(E * E) + lam * jnp.sum(w_flat * w_flat)) / D**2
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+
+    def fun(x):
+        v, g = value_and_grad(jnp.asarray(x))
+        return v, np.asarray(g)
+
+    x, info = lbfgs(fun, np.asarray(jax.random.normal(key, (D * D,))), scale=D * D)
+    return jnp.asarray(x).reshape(D, D), info
+
+
 def one_seed(D: int, seed: int, *, T: int, alpha: float, lam: float, sigma: str, delta: float) -> list:
     t0 = time.perf_counter()
     N = int(alpha * D * D)
@@ -61,19 +79,7 @@ def one_seed(D: int, seed: int, *, T: int, alpha: float, lam: float, sigma: str,
     G = sensing(k[1], N, T, D)
     B = act(preactivation(G, S0, T, D) + np.sqrt(delta) * noise(k[2], N, T), sigma)
 
-    def objective(w_flat):
-        W = w_flat.reshape(D, D)
-        E = act(preactivation(G, W @ W.T / D, T, D), sigma) - B
-        return (jnp.sum(E * E) + lam * jnp.sum(W * W)) / D**2
-
-    value_and_grad = jax.jit(jax.value_and_grad(objective))
-
-    def fun(x):
-        v, g = value_and_grad(jnp.asarray(x))
-        return v, np.asarray(g)
-
-    x, info = lbfgs(fun, np.asarray(jax.random.normal(k[3], (D * D,))), scale=D * D)
-    W = jnp.asarray(x).reshape(D, D)
+    W, info = fit_erm(lambda W: preactivation(G, W @ W.T / D, T, D), B, D, lam=lam, sigma=sigma, key=k[3])
     S = W @ W.T / D
     E_train = act(preactivation(G, S, T, D), sigma) - B
     Gt = sensing(k[4], 2000, T, D)
@@ -84,8 +90,10 @@ def one_seed(D: int, seed: int, *, T: int, alpha: float, lam: float, sigma: str,
             round(time.perf_counter() - t0, 1), float(jnp.trace(S) / D)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cli(doc: str, columns: list[str], one_seed_fn, options=()) -> None:
+    """``OUT.csv T ALPHA LAM D1,D2,... START:STOP [--sigma] [--delta] [options]``: one row per ``(D, seed)``
+    (and per value of the extra options) appended to ``OUT.csv``; rows already there are skipped."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("T", type=int)
     ap.add_argument("alpha", type=float)
@@ -94,22 +102,30 @@ def main() -> None:
     ap.add_argument("seeds", help="START:STOP")
     ap.add_argument("--sigma", choices=("softmax", "linear"), default="softmax")
     ap.add_argument("--delta", type=float, default=0.5)
+    for name, choices in options:
+        ap.add_argument(f"--{name}", choices=choices, default=choices[0])
     args = ap.parse_args()
+    extra = {name: getattr(args, name) for name, _ in options}
     done = set()
-    if os.path.exists(args.out):
-        done = {(int(r["D"]), int(r["seed"])) for r in csv.DictReader(open(args.out))}
+    if os.path.exists(args.out) and os.path.getsize(args.out) > 0:
+        done = {(int(r["D"]), int(r["seed"]), *(r[n] for n in extra)) for r in csv.DictReader(open(args.out))}
     with open(args.out, "a", newline="") as fh:
         writer = csv.writer(fh)
-        if not done:
-            writer.writerow(COLUMNS)
+        if fh.tell() == 0:
+            writer.writerow(columns)
         for D in (int(x) for x in args.sizes.split(",")):
             for seed in range(*(int(x) for x in args.seeds.split(":"))):
-                if (D, seed) in done:
+                if (D, seed, *extra.values()) in done:
                     continue
-                row = one_seed(D, seed, T=args.T, alpha=args.alpha, lam=args.lam, sigma=args.sigma, delta=args.delta)
+                row = one_seed_fn(D, seed, T=args.T, alpha=args.alpha, lam=args.lam, sigma=args.sigma,
+                                  delta=args.delta, **extra)
                 writer.writerow(row)
                 fh.flush()
-                print(dict(zip(COLUMNS, row)), flush=True)
+                print(dict(zip(columns, row)), flush=True)
+
+
+def main() -> None:
+    run_cli(__doc__, COLUMNS, one_seed)
 
 
 if __name__ == "__main__":

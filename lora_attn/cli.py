@@ -177,7 +177,8 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lora_attn.validate import compare, format_table, plot_validation
+    from lora_attn.validate import (compare, compare_paired, finetune_names, format_table, paired_points,
+                                    plot_validation, theory_at_measured_pretrain)
     from theory.api import check
 
     params = params_from_args(args)
@@ -200,14 +201,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     print(f"[validate] theory at {', '.join(f'{k}={v}' for k, v in params.to_dict().items())}",
           file=sys.stderr, flush=True)
-    th = theory.solve(params, bayes=False, n_mc=args.n_mc, pretrain_replicas=args.replicas)
+    fed = args.pretrain_from == "simulation"
+    if fed and params.reuse == 0:
+        th = None
+    else:
+        th = theory.solve(params, stage="pretrain" if fed else "both", bayes=False, n_mc=args.n_mc,
+                          pretrain_replicas=args.replicas)
     sims = []
     for D in Ds:
         print(f"[validate] simulating D = {D}, {args.seeds} seeds", file=sys.stderr, flush=True)
         sims.append(simulate.run(params, D, args.seeds, seed=args.seed, cache_dir=args.cache_dir,
                                  progress=True, train_gram=args.train_gram))
-    v = compare(th.observables, sims, names=OBSERVABLES, z_max=args.z_max, theory_sem=th.mc_sem,
-                criterion=args.criterion)
+    if fed:
+        V = th.observables["V"] if th is not None else None
+        if V is not None:
+            print(f"[validate] reused sequences: the pre-training susceptibility V = {V:.5g} is the theory's",
+                  file=sys.stderr, flush=True)
+        per_size, tsem, converged = [], {}, th is None or th.converged
+        for sim in sims:
+            rows, sems, ok = theory_at_measured_pretrain(params, sim, n_mc=args.n_mc, V=V, progress=True)
+            per_size.append((sim.D, sim.per_seed, rows))
+            tsem.update({k: max(tsem.get(k, 0.0), v) for k, v in sems.items()})
+            converged = converged and ok
+        v = compare_paired(paired_points(per_size, finetune_names(params), tsem), z_max=args.z_max,
+                           criterion=args.criterion)
+    else:
+        converged = th.converged
+        names = OBSERVABLES + tuple(n for n in finetune_names(params) if n not in OBSERVABLES)
+        v = compare(th.observables, sims, names=names, z_max=args.z_max, theory_sem=th.mc_sem,
+                    criterion=args.criterion)
     print(format_table(v))
     if args.out is not None:
         from lora_attn.sweep import write_table
@@ -215,7 +237,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         write_table(v.table, args.out)
     if args.plot is not None:
         print(f"[validate] plot: {plot_validation(v, args.plot)}", file=sys.stderr)
-    if not th.converged:
+    if not converged:
         print("lora-attn validate: the theory did not converge", file=sys.stderr)
         return 4
     return 0 if v.ok else 1
@@ -318,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--train-gram", choices=("tokens", "identity"), default="tokens",
                     help="token Gram XXᵀ/D in the training losses: the model's (default) or its D → ∞ limit I_T "
                          "(a diagnostic of the finite-D output effect)")
+    va.add_argument("--pretrain-from", choices=("theory", "simulation"), default="theory",
+                    help="the pre-training order parameters the fine-tuning theory is fed: the pre-training "
+                         "theory's (default: both stages validated), or each seed's measured Q0, Q, M, q0 "
+                         "(the fine-tuning stage alone, seed by seed; reused sequences take V from the theory)")
     va.add_argument("--cache-dir", default=None, help="reuse trained pre-training weights")
     va.add_argument("--out", default=None, help="write the table (.csv or .parquet)")
     va.add_argument("--plot", default=None, metavar="PATH", help="draw gap against 1/D per observable (.png/.pdf)")

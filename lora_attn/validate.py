@@ -49,27 +49,85 @@ def compare(
     ``criterion``: ``"largest"`` (``|z| ≤ z_max`` at the largest ``D``) or ``"extrapolated"``
     (``|gap_inf| ≤ z_max·gap_inf_err``).
     """
-    if criterion not in ("largest", "extrapolated"):
-        raise ValueError(f"criterion = {criterion!r} is unknown: allowed 'largest' or 'extrapolated'")
+    _check_criterion(criterion)
     sims = sorted(simulations, key=lambda r: r.D)
     if not sims:
         raise ValueError("compare needs at least one simulation")
-    tsem = {k: float(v) for k, v in (theory_sem or {}).items() if v is not None and math.isfinite(v)}
+    tsem = _finite_sems(theory_sem)
     names = [n for n in (names or theory) if n in theory and all(n in s.observables for s in sims)]
+    points = [GapPoint(name, s.D, s.seeds, float(theory[name]), s.observables[name], s.sem[name],
+                       tsem.get(name, 0.0)) for name in names for s in sims]
+    return _validation(points, z_max, criterion)
+
+
+@dataclass(frozen=True)
+class GapPoint:
+    """One observable at one ``D``: seed-mean theory and simulation, the standard error of their gap over
+    seeds (``sem``) and the theory's own Monte-Carlo error (``theory_sem``, common to every seed)."""
+
+    observable: str
+    D: int
+    seeds: int
+    theory: float
+    sim: float
+    sem: float
+    theory_sem: float = 0.0
+
+
+def paired_points(per_size: Sequence[tuple[int, pd.DataFrame, pd.DataFrame]], names: Sequence[str],
+                  theory_sem: Mapping[str, float] | None = None) -> list[GapPoint]:
+    """Gap points from per-seed pairs: for each ``(D, sim_rows, theory_rows)`` (one row per seed, the
+    theory solved at that seed's own measured inputs), the gap is the seed mean of ``sim − theory`` and
+    its error the standard error of those differences, so the seed-to-seed spread of the inputs cancels."""
+    tsem = _finite_sems(theory_sem)
+    points = []
+    for D, sim_rows, th_rows in sorted(per_size, key=lambda t: t[0]):
+        for name in names:
+            if name not in sim_rows or name not in th_rows:
+                continue
+            diff = sim_rows[name].to_numpy(dtype=float) - th_rows[name].to_numpy(dtype=float)
+            n = int(np.isfinite(diff).sum())
+            sem = float(np.nanstd(diff, ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
+            points.append(GapPoint(name, int(D), n, float(np.nanmean(th_rows[name])),
+                                   float(np.nanmean(sim_rows[name])), sem, tsem.get(name, 0.0)))
+    return points
+
+
+def compare_paired(points: Sequence[GapPoint], *, z_max: float = 3.0, criterion: str = "largest") -> Validation:
+    """:func:`compare` for :func:`paired_points` (the theory fed each seed's measured inputs)."""
+    _check_criterion(criterion)
+    if not points:
+        raise ValueError("compare_paired needs at least one point")
+    return _validation(points, z_max, criterion)
+
+
+def _check_criterion(criterion: str) -> None:
+    if criterion not in ("largest", "extrapolated"):
+        raise ValueError(f"criterion = {criterion!r} is unknown: allowed 'largest' or 'extrapolated'")
+
+
+def _finite_sems(theory_sem: Mapping[str, float] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (theory_sem or {}).items() if v is not None and math.isfinite(v)}
+
+
+def _validation(points: Sequence[GapPoint], z_max: float, criterion: str) -> Validation:
+    """The table of :class:`Validation` from gap points: ``z``, the ``a + b/D`` fit, the disagreements."""
     rows = []
-    for name in names:
-        t = float(theory[name])
-        Ds = np.array([s.D for s in sims], dtype=float)
-        gaps = np.array([s.observables[name] - t for s in sims])
-        ts = tsem.get(name, 0.0)
-        sems = np.array([s.sem[name] for s in sims])
+    for name in dict.fromkeys(p.observable for p in points):
+        group = sorted((p for p in points if p.observable == name), key=lambda p: p.D)
+        Ds = np.array([p.D for p in group], dtype=float)
+        gaps = np.array([p.sim - p.theory for p in group])
+        sems = np.array([p.sem for p in group], dtype=float)
+        ts = np.array([p.theory_sem for p in group], dtype=float)
         a, a_err, b = _extrapolate(Ds, gaps, np.sqrt(sems**2 + ts**2))
-        for s, gap, sem in zip(sims, gaps, sems):
-            z = gap / math.hypot(sem, ts) if sem and math.isfinite(sem) and sem > 0 else float("nan")
-            rows.append({"observable": name, "D": s.D, "seeds": s.seeds, "theory": t, "sim": s.observables[name],
-                         "sem": sem, "theory_sem": ts, "gap": gap, "z": z, "gap_inf": a, "gap_inf_err": a_err, "gap_slope": b})
+        for p, gap in zip(group, gaps):
+            ok = p.sem and math.isfinite(p.sem) and p.sem > 0
+            z = gap / math.hypot(p.sem, p.theory_sem) if ok else float("nan")
+            rows.append({"observable": name, "D": p.D, "seeds": p.seeds, "theory": p.theory, "sim": p.sim,
+                         "sem": p.sem, "theory_sem": p.theory_sem, "gap": gap, "z": z, "gap_inf": a,
+                         "gap_inf_err": a_err, "gap_slope": b})
     table = pd.DataFrame(rows)
-    largest = sims[-1].D
+    largest = max(p.D for p in points)
     last = table[table["D"] == largest] if len(table) else table
     if criterion == "largest":
         disagree = tuple(r.observable for r in last.itertuples() if not (abs(r.z) <= z_max))
@@ -139,3 +197,45 @@ def plot_validation(v: Validation, path: str) -> str:
     fig.savefig(path, dpi=140)
     plt.close(fig)
     return path
+
+
+#: Fine-tuning observables the theory predicts from the pre-training order parameters it is fed.
+FINETUNE_NAMES = ("q", "m", "o_w", "E_ft", "L_ft", "E_frozen", "delta_eff")
+
+
+def finetune_names(params: Any) -> tuple[str, ...]:
+    """:data:`FINETUNE_NAMES`, with the ``*_random`` control of an active selection."""
+    from simulate.run import RANDOM_CONTROL
+
+    extra = tuple(f"{n}_random" for n in RANDOM_CONTROL) if params.active_rho is not None else ()
+    return FINETUNE_NAMES + extra
+
+
+def theory_at_measured_pretrain(params: Any, sim: Any, *, n_mc: int, V: float | None = None,
+                                progress: bool = False) -> tuple[pd.DataFrame, dict[str, float], bool]:
+    """The fine-tuning theory (``theory.solve(stage="finetune")``) at each seed's own measured
+    ``(Q0, Q, M)`` and ``q0 = ‖w*‖²/D`` (and the given pre-training susceptibility ``V``, which reused
+    sequences need). Returns one row per seed of theory observables, the largest Monte-Carlo error per
+    observable over the seeds (the draws are the same for every seed, so that error does not average
+    out), and whether every solve converged."""
+    import sys
+
+    import theory
+    from theory.order_params import PretrainOrderParams
+    from theory.reuse import PretrainState
+
+    rows, sems, converged = [], {}, True
+    for i, r in enumerate(sim.per_seed.itertuples()):
+        inputs = dict(Q0=float(r.Q0), Q=float(r.Q), M=float(r.M))
+        order = PretrainState(**inputs, V=float(V)) if V is not None else PretrainOrderParams(**inputs)
+        th = theory.solve(params, stage="finetune", pretrain=order, q0=float(r.q0), n_mc=n_mc, bayes=False)
+        rows.append(dict(th.observables))
+        for k, v in th.mc_sem.items():
+            if v is not None and math.isfinite(v):
+                sems[k] = max(sems.get(k, 0.0), float(v))
+        converged = converged and th.converged
+        if progress:
+            print(f"[validate] D = {sim.D}: theory at seed {i}'s measured Q0 = {inputs['Q0']:.4g}, "
+                  f"Q = {inputs['Q']:.4g}, M = {inputs['M']:.4g} (converged={th.converged})",
+                  file=sys.stderr, flush=True)
+    return pd.DataFrame(rows), sems, converged

@@ -4,6 +4,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -196,6 +197,54 @@ def test_validate_passes_theory_replicas_and_training_gram(monkeypatch, capsys):
     assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--replicas", "2",
                  "--train-gram", "identity"]) == 0
     assert _stub.solve_kw["pretrain_replicas"] == 2 and _stub.run_kw["train_gram"] == "identity"
+
+
+@dataclass
+class _FakeSeedSim:
+    D: int
+    seeds: int
+    per_seed: pd.DataFrame
+
+
+def test_validate_pretrain_from_simulation_feeds_each_seeds_measured_order_parameters(monkeypatch, capsys):
+    """--pretrain-from simulation: the fine-tuning theory is solved at each seed's (Q0, Q, M, q0); the gap is
+    the seed mean of sim − theory, and reused sequences get V from the pre-training theory."""
+    from theory.reuse import PretrainState
+
+    solves = []
+
+    def fake_solve(params, stage="both", pretrain=None, q0=1.0, **kw):
+        solves.append((stage, pretrain, q0))
+        if stage == "pretrain":
+            return TheoryPoint(params=params, stage=stage, observables={"V": 0.25}, converged=True)
+        obs = {"q": 2 * pretrain.Q, "m": pretrain.M, "o_w": 0.9, "E_ft": pretrain.Q0 + q0, "L_ft": 0.1,
+               "E_frozen": 3.0, "delta_eff": 0.5}
+        return TheoryPoint(params=params, stage=stage, observables=obs, converged=True)
+
+    def fake_run(params, D, seeds, **kw):
+        rng = np.random.default_rng(D)
+        Q, Q0, q0 = rng.uniform(0.5, 1.5, seeds), rng.uniform(1.5, 2.5, seeds), rng.uniform(0.8, 1.2, seeds)
+        jitter = 1e-3 * rng.normal(size=seeds)
+        rows = pd.DataFrame({"Q0": Q0, "Q": Q, "M": 0.5 * Q, "q0": q0, "q": 2 * Q + jitter, "m": 0.5 * Q + jitter,
+                             "o_w": 0.9 + jitter, "E_ft": Q0 + q0 + 1.0 / D + jitter, "L_ft": 0.1 + jitter,
+                             "E_frozen": 3.0 + jitter, "delta_eff": 0.5 + jitter})
+        return _FakeSeedSim(D, seeds, rows)
+
+    monkeypatch.setattr(theory, "solve", fake_solve)
+    monkeypatch.setattr(simulate, "run", fake_run)
+    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--pretrain-from", "simulation"]
+    assert main(argv + ["--criterion", "extrapolated"]) == 0
+    text = capsys.readouterr().out
+    assert "E_ft" in text and "E_pre" not in text  # the pre-training observables are inputs here
+    assert [s[0] for s in solves] == ["finetune"] * 10  # no pre-training theory without reuse
+    sim20 = fake_run(None, 20, 5).per_seed
+    assert [s[1].Q for s in solves[:5]] == pytest.approx(list(sim20["Q"]))
+    assert [s[2] for s in solves[:5]] == pytest.approx(list(sim20["q0"]))
+    assert main(argv) == 1  # the 1/D gap of E_ft is many standard errors at D = 40
+    solves.clear()
+    assert main(argv + ["--reuse", "0.5", "--criterion", "extrapolated"]) == 0
+    assert solves[0][0] == "pretrain"
+    assert all(isinstance(s[1], PretrainState) and s[1].V == 0.25 for s in solves[1:])
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -12,6 +12,7 @@ import pytest
 from lora_attn.params import ParameterError, Params
 from theory.finetune import (
     FinetuneHats,
+    FinetuneResult,
     PretrainOrderParams,
     _draws,
     _draws_mc,
@@ -173,3 +174,63 @@ def test_theory_against_simulation_small_D(sigma):
     for k, v in th.items():
         # D = 100 carries O(1/D) offsets (MODEL.md §7): 4 standard errors plus a 2% allowance
         assert abs(np.mean(v) - sim.observables[k]) < 4 * sim.sem[k] + 0.02 * abs(np.mean(v)), k
+
+
+def test_overlap_sign_is_removed():
+    """±w are equivalent: a fixed point reached on the m < 0 branch is reported with m ≥ 0, and o_w = m/√(q q0).
+    This input (a seed's measured order parameters) lands on the negative branch when the sign is kept."""
+    r = solve_finetune(Params(sigma="linear"), PretrainOrderParams(Q0=2.141315, Q=2.273122, M=1.977768),
+                       q0=0.967537, n_mc=4000)
+    assert r.converged
+    assert r.m > 0
+    assert r.o_w == pytest.approx(r.m / math.sqrt(r.q * r.q0), rel=1e-12)
+
+
+def _fake_result(q, m, L_ft, converged=True):
+    return FinetuneResult(q=q, m=m, v=0.1, o_w=m / math.sqrt(q), E_ft=0.5, L_ft=L_ft, E_frozen=0.6, delta_eff=0.5,
+                          q0=1.0, beta_W=1.0, hats=None, converged=converged, n_steps=7, residual=0.0)
+
+
+@pytest.mark.parametrize("second, selected", [
+    ((0.88, 0.88, 0.30), "restart"),  # informed, lower energy α'L_ft + λ'q: the ERM's global minimum
+    ((0.88, 0.88, 0.60), "first"),    # informed but higher energy: the uninformed fixed point is kept
+])
+def test_ground_state_selection_between_the_two_starts(monkeypatch, second, selected):
+    import theory.finetune as F
+
+    p = Params(sigma="softmax", alpha_prime=2.0, lam_prime=0.003)
+    calls = []
+
+    def fake_solve(params, pre, op, *, fresh_only, init, **kw):
+        calls.append(init)
+        return _fake_result(0.54, 0.003, 0.47) if init is None else _fake_result(*second)
+
+    monkeypatch.setattr(F, "_solve", fake_solve)
+    r = F._solve_ground_state(p, PRE, PRE, fresh_only=False, init=None, q0=1.0)
+    assert len(calls) == 2 and calls[1].q == calls[1].m == pytest.approx(F.INFORMED_RESTART)
+    rec = r.diagnostics["ground_state"]
+    assert rec["selected"] == selected and r.n_steps == 14
+    assert rec["energies"][0] == pytest.approx(2.0 * 0.47 + 0.003 * 0.54)
+    assert r.q == pytest.approx(0.88 if selected == "restart" else 0.54)
+
+
+def test_an_informed_or_zero_fixed_point_is_not_challenged(monkeypatch):
+    import theory.finetune as F
+
+    calls = []
+    for first in (_fake_result(0.9, 0.85, 0.3), _fake_result(1e-12, 0.0, 0.9)):
+        monkeypatch.setattr(F, "_solve", lambda *a, **k: calls.append(1) or first)
+        r = F._solve_ground_state(Params(sigma="softmax"), PRE, PRE, fresh_only=False, init=None, q0=1.0)
+        assert r is first
+    assert len(calls) == 2
+
+
+def test_the_uninformed_fixed_point_of_a_small_ridge_is_replaced_by_the_informed_ground_state():
+    """Softmax, active ρ = 0.02 of ᾱ' = 100 (α' = 2), λ' = 0.003: the default start falls on m ≈ 0; the restart
+    finds the informed fixed point, whose energy α'L_ft + λ'q is lower."""
+    p = Params(sigma="softmax", delta=0.0, pool_ratio=100.0, lam_prime=0.003, active_rho=0.02)
+    pre = PretrainOrderParams(Q0=2.0, Q=0.29308507267938777, M=0.5873868431822591)  # the pre-training theory's
+    r = solve_finetune(p, pre, n_mc=600, n_test=4096, random_control=False)
+    assert r.converged and r.o_w > 0.9
+    rec = r.diagnostics["ground_state"]
+    assert rec["o_w"][0] < 0.05 and rec["selected"] == "restart" and rec["energies"][1] < rec["energies"][0]

@@ -44,3 +44,26 @@ def test_only_shared_observables_are_compared():
     v = compare({"E": 1.0, "X": 2.0}, _sims(lambda D: 0.0))
     assert set(v.table["observable"]) == {"E"}
     assert np.all(np.isfinite(v.table["gap_inf_err"]))
+
+
+def test_paired_gaps_cancel_the_seed_spread_of_the_inputs():
+    """Theory fed each seed's inputs: a spread that theory and simulation share drops out of the gap's error."""
+    import pandas as pd
+
+    from lora_attn.validate import compare_paired, paired_points
+
+    rng = np.random.default_rng(0)
+    per_size = []
+    for D in (100, 200, 400):
+        inputs = rng.normal(1.0, 0.3, size=8)  # a large seed-to-seed spread of, e.g., the measured Q
+        jitter = rng.normal(0.0, 1e-3, size=8)
+        th = pd.DataFrame({"E": 2.0 * inputs})
+        sim = pd.DataFrame({"E": 2.0 * inputs + 3.0 / D + jitter})
+        per_size.append((D, sim, th))
+    points = paired_points(per_size, ["E", "absent"], {"E": 1e-4})
+    assert [p.D for p in points] == [100, 200, 400] and all(p.observable == "E" for p in points)
+    assert all(p.sem < 1e-3 for p in points)  # the spread of 2·inputs (≈ 0.2 per seed) is gone
+    v = compare_paired(points, criterion="extrapolated")
+    assert v.ok and abs(v.table["gap_inf"].iloc[0]) < 3e-3
+    assert v.table["theory_sem"].iloc[0] == pytest.approx(1e-4)
+    assert compare_paired(points).disagree == ("E",)  # 3/D is many standard errors at D = 400

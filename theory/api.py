@@ -13,7 +13,9 @@ iteration always starts from the informed point ``q = m = q0/2``: its fixed poin
 quartic in ``w``), and a start carried over from a neighbour can stay on another branch (measured: softmax,
 ``α' = 1``, ``λ ≤ 0.06``, where the carried-over start gave ``o_w ≈ 0.07`` and a training objective
 ``α'L_ft + λ'q`` above that of the informed branch, ``o_w ≈ 0.76``, which the simulations follow). A point's
-value therefore does not depend on the path of a sweep.
+value therefore does not depend on the path of a sweep. When the informed start itself ends on the
+uninformed branch (``m ≈ 0``, ``q > 0``) or does not converge, a second start ``q = m = 0.9 q0`` is solved and
+the fixed point of lower objective ``α'L_ft + λ'q`` is kept (:func:`theory.finetune._solve_ground_state`).
 
 Reused sequences (``e > 0``) need the pre-training susceptibility ``V`` too (stage ``"both"`` passes it;
 ``stage="finetune"`` takes a :class:`theory.reuse.PretrainState`); active selection adds the observables of
