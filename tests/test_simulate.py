@@ -266,5 +266,9 @@ def test_saddle_escape_start_beats_random_starts_near_the_threshold():
     A = attention_preactivation(b.X, st["W_hat"])
     B = b.finetune_target(0.5, "linear", 1.0)
     fit = train_finetune(jax.random.PRNGKey(1), b.X, b.G, A, B, lam_prime=0.5, sigma="linear", beta=1.0, n_restarts=3)
-    assert fit.best_start == 0
-    assert fit.restart_objectives[0] <= min(fit.restart_objectives[1:])
+    objs = fit.restart_objectives
+    # the saddle start reaches the lowest objective; a random start may reach the same minimum, and then
+    # which of the two is kept is decided by rounding (measured: equal to 3e-15)
+    assert objs[0] <= min(objs[1:]) + 1e-12 * abs(objs[0])
+    assert objs[fit.best_start] == pytest.approx(objs[0], rel=1e-12)
+    assert max(objs[1:]) > objs[0] + 1e-3  # and some random start is trapped above it
