@@ -454,6 +454,12 @@ INFORMED_RESTART = 0.9
 UNINFORMED_OW, UNINFORMED_Q = 0.5, 1e-6
 
 
+def informed_start(params: Params, q0: float, fraction: float) -> FinetuneOverlaps:
+    """Starting overlaps ``q = m = fraction·q0`` (``m > 0``: informed) and ``v = 1/(2λ' + α'T + 1)``."""
+    v = 1.0 / (2 * params.lam_prime + params.effective_alpha_prime * params.T + 1.0)
+    return FinetuneOverlaps(q=fraction * q0, m=fraction * q0, v=v)
+
+
 def ground_state_energy(params: Params, r: FinetuneResult) -> float:
     """``e = α' L_ft + λ' q``: the fine-tuning objective per ``D`` at the fixed point, ``(1/D)[Σ_ν ℓ_ν + λ'‖ŵ‖²]``
     with ``N' = α'D`` (``α'`` the effective one: ``ρᾱ'`` with active selection)."""
@@ -474,8 +480,7 @@ def _solve_ground_state(params: Params, pre: Any, op: PretrainOrderParams, *, fr
     uninformed = first.converged and first.q > UNINFORMED_Q * q0 and not (first.o_w >= UNINFORMED_OW)
     if init is not None or math.isinf(params.lam_prime) or not (uninformed or not first.converged):
         return first
-    v0 = 1.0 / (2 * params.lam_prime + params.effective_alpha_prime * params.T + 1.0)
-    start = FinetuneOverlaps(q=INFORMED_RESTART * q0, m=INFORMED_RESTART * q0, v=v0)
+    start = informed_start(params, q0, INFORMED_RESTART)
     second = _solve(params, pre, op, fresh_only=fresh_only, init=start, **kw)
     runs = [r for r in (first, second) if r.converged]
     best = min(runs, key=lambda r: ground_state_energy(params, r)) if runs else first
@@ -538,7 +543,7 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
                           rtol=rtol, atol=atol, max_steps=budget, anderson=accel, patience=patience)
         return fp1, fp2
 
-    start = init or FinetuneOverlaps(q=q0 / 2, m=q0 / 2, v=1.0 / (2 * params.lam_prime + params.effective_alpha_prime * T + 1.0))
+    start = init or informed_start(params, q0, 0.5)
 
     def check(fp):
         """``(ok, status, hats, sem, diag)`` of a run: converged, finite, and a true fixed point."""
