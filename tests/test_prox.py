@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.prox import prox_multistart, start_agreement
+from theory.prox import newton_steps, prox_multistart, start_agreement
 
 jax.config.update("jax_enable_x64", True)
 
@@ -55,3 +55,19 @@ def test_start_agreement_flags():
     assert bool(multimodal) and bool(ambiguous)
     multimodal, ambiguous = start_agreement(zs[jnp.array([0, 2])], jnp.array([0.0, 0.0]), 0)
     assert not bool(multimodal) and not bool(ambiguous)
+
+
+@settings(max_examples=15, deadline=None)
+@given(omega=st.lists(_floats, min_size=T, max_size=T), target=st.floats(-1.0, 3.0), V=st.floats(0.05, 5.0))
+def test_newton_stops_when_no_step_lowers_the_objective(omega, target, V):
+    """With an unreachable gradient test (gtol = 0) the iteration still stops, at a minimum, once no step size
+    lowers φ: it does not run to its cap (under vmap one such sample would set the cost of the whole batch)."""
+    w = jnp.array(omega)
+    phi = lambda z: jnp.sum((z - w) ** 2) / (2 * V) + (jnp.sum(z**2) - target) ** 2  # noqa: E731
+    z, steps = newton_steps(phi, w, 200, V, gtol=0.0)
+    assert int(steps) < 60
+    assert float(jnp.linalg.norm(jax.grad(phi)(z))) < 1e-7 * (1 / V + 1) * (1 + float(jnp.linalg.norm(z)))
+    # the batched loop gives each sample its own answer
+    zb, _ = jax.vmap(lambda o: newton_steps(lambda x: jnp.sum((x - o) ** 2) / (2 * V) + (jnp.sum(x**2) - target) ** 2,
+                                            o, 200, V, gtol=0.0))(jnp.stack([w, 2 * w + 0.3]))
+    np.testing.assert_allclose(np.asarray(zb[0]), np.asarray(z), rtol=0, atol=1e-9)

@@ -239,11 +239,19 @@ def _frozen_pair(law, G1, G2):
     return A, H
 
 
+def _target(cs, H, q0, sigma, beta):
+    """Label of a fine-tuning sequence, ``σ(H + χ*χ*ᵀ − q0 I)``."""
+    return _act(H + jnp.outer(cs, cs) - q0 * jnp.eye(cs.shape[0]), sigma, beta)
+
+
+def _fit(z, q, A, target, sigma, beta):
+    """``‖σ(A + zzᵀ − qI) − target‖_F²``: the loss at a given label (the prox only moves ``z``)."""
+    return jnp.sum((_act(A + jnp.outer(z, z) - q * jnp.eye(z.shape[0]), sigma, beta) - target) ** 2)
+
+
 def _loss(z, cs, q, A, H, q0, sigma, beta):
-    T = z.shape[0]
-    eye = jnp.eye(T)
-    target = _act(H + jnp.outer(cs, cs) - q0 * eye, sigma, beta)
-    return jnp.sum((_act(A + jnp.outer(z, z) - q * eye, sigma, beta) - target) ** 2)
+    """``ℓ(χ; q) = ‖σ(A + χχᵀ − qI) − σ(H + χ*χ*ᵀ − q0 I)‖_F²`` (module doc)."""
+    return _fit(z, q, A, _target(cs, H, q0, sigma, beta), sigma, beta)
 
 
 def _channel(q, m, v, q0, law, beta, draws, sigma: str, n_iter: int):
@@ -261,18 +269,21 @@ def _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, sc
     cs = (m / q) * omega + jnp.sqrt(jnp.maximum(q0 - m * m / q, 0.0)) * eta
 
     def one(om, c, Ai, Hi):
-        ell = lambda z, cc, qq: _loss(z, cc, qq, Ai, Hi, q0, sigma, beta)  # noqa: E731
-        phi = lambda z: jnp.sum((z - om) ** 2) / (2 * v) + ell(z, c, q)  # noqa: E731
+        # the label is fixed during the prox: computed once, not in every loss evaluation
+        target = _target(c, Hi, q0, sigma, beta)
+        fit = lambda z, qq: _fit(z, qq, Ai, target, sigma, beta)  # noqa: E731
+        phi = lambda z: jnp.sum((z - om) ** 2) / (2 * v) + fit(z, q)  # noqa: E731
         z, conv, multi, amb = prox_multistart(phi, om, v, n_iter=n_iter, scales=scales)
         T = z.shape[0]
-        K = jnp.eye(T) / v + jax.hessian(ell, argnums=0)(z, c, q)
+        K = jnp.eye(T) / v + jax.hessian(fit, argnums=0)(z, q)
         Kinv = jnp.linalg.inv(K)
         g = (z - om) / v
         vhat_i = jnp.trace(jnp.eye(T) - Kinv / v) / v
-        C = jax.jacfwd(jax.grad(ell, argnums=0), argnums=1)(z, c, q)
+        ell = lambda zz, cc: _loss(zz, cc, q, Ai, Hi, q0, sigma, beta)  # noqa: E731
+        C = jax.jacfwd(jax.grad(ell, argnums=0), argnums=1)(z, c)
         mhat_i = -jnp.trace(Kinv @ C) / v
-        dq = jax.grad(ell, argnums=2)(z, c, q)
-        return jnp.sum(g * g), mhat_i, vhat_i, dq, ell(z, c, q), conv, multi, amb
+        dq = jax.grad(fit, argnums=1)(z, q)
+        return jnp.sum(g * g), mhat_i, vhat_i, dq, fit(z, q), conv, multi, amb
 
     return jax.vmap(one)(omega, cs, A, H)
 
@@ -519,18 +530,32 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
                               residual=0.0, mc_sem={"E_ft": s1, "E_frozen": s0},
                               diagnostics={"reason": "lam_prime = inf: w = 0", **extra}, **mode)
 
+    # the last evaluation of the full map (every prox start): the check of a converged run reuses it;
+    # the full-map point of smallest residual: where the root fallback starts
+    last_full: dict[str, Any] = {}
+    best_full: dict[str, Any] = {"residual": math.inf}
+
     def step_with(scales: tuple[float, ...]):
         def step(ov: FinetuneOverlaps) -> FinetuneOverlaps:
+            last_full.clear()
             if not (ov.q > 0 and ov.v > 0):
                 return FinetuneOverlaps(q=float("nan"), m=float("nan"), v=float("nan"))
             m = min(max(ov.m, -math.sqrt(ov.q * q0)), math.sqrt(ov.q * q0))
-            hats, _, _ = finetune_hats(params, FinetuneOverlaps(ov.q, m, ov.v), samples, q0, n_iter, scales)
+            hats, sem, diag = finetune_hats(params, FinetuneOverlaps(ov.q, m, ov.v), samples, q0, n_iter, scales)
+            full = tuple(scales) == tuple(START_SCALES) and m == ov.m
+            if full:
+                last_full.update(point=ov, out=(hats, sem, diag))
             if not hats.lam_eff + hats.v_hat > 0:
                 # The centring ridge can be negative; a too-large v overshoots into λ_eff + v̂ ≤ 0, which has
                 # no fixed point (v > 0 needed). Shrink v and retry: a fixed point of this map satisfies the
                 # equations, since there v is unchanged.
                 return FinetuneOverlaps(q=ov.q, m=m, v=ov.v / 2)
-            return prior_update(hats, q0)
+            new = prior_update(hats, q0)
+            if full:
+                r = _relative_residual(ov, new, rtol, atol)
+                if r < best_full["residual"]:
+                    best_full.update(residual=r, point=ov)
+            return new
         return step
 
     def iterate(start: FinetuneOverlaps, accel: int, budget: int):
@@ -546,32 +571,136 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
     start = init or informed_start(params, q0, 0.5)
 
     def check(fp):
-        """``(ok, status, hats, sem, diag)`` of a run: converged, finite, and a true fixed point."""
+        """``(ok, status, point, hats, sem, diag)`` of a run: converged, finite, and a true fixed point.
+
+        The point reported is the one where the map was last evaluated, ``x_k`` with
+        ``|step(x_k) − x_k| < tol``, so its conjugates are that evaluation's; the driver's ``value`` is the
+        damped update ``x_{k+1}``, equally within the tolerance, and is evaluated afresh only when the last
+        evaluation was not the full map there (e.g. the step shrank v)."""
         ov = fp.value
         if not (fp.converged and all(math.isfinite(x) for x in (ov.q, ov.m, ov.v))):
-            return False, fp.status, None, {}, {}
-        hats, sem, diag = finetune_hats(params, ov, samples, q0, n_iter)
+            return False, fp.status, ov, None, {}, {}
+        if last_full:
+            ov, (hats, sem, diag) = last_full["point"], last_full["out"]
+        else:
+            hats, sem, diag = finetune_hats(params, ov, samples, q0, n_iter)
         if not hats.lam_eff + hats.v_hat > 0:
             # the step halves v while λ_eff + v̂ ≤ 0; v → 0 then stops moving below atol: not a fixed point
-            return False, "no_fixed_point", None, {}, {}
-        return True, fp.status, hats, sem, diag
+            return False, "no_fixed_point", ov, None, {}, {}
+        return True, fp.status, ov, hats, sem, diag
 
     fp1, fp = iterate(start, anderson, max_steps)
-    ok, status, hats, sem, diag = check(fp)
+    ok, status, ov, hats, sem, diag = check(fp)
     fallback = False
     if anderson and not ok:
         fp1, fp = iterate(start, 0, max_steps)
-        ok, status, hats, sem, diag = check(fp)
+        ok, status, ov, hats, sem, diag = check(fp)
         fallback = True
-    ov = fp.value
+    root: dict[str, Any] = {}
+    if not ok and "point" in best_full:
+        full_map = lambda x: finetune_hats(params, x, samples, q0, n_iter)  # noqa: E731
+        b = best_full["point"]
+        # the mirrored start (−m) is the same fixed point in law, with other Monte-Carlo jumps near it
+        for guess in (b, FinetuneOverlaps(b.q, -b.m, b.v)):
+            n_before = root.get("n_evals", 0)
+            ok, root = _root_fallback(full_map, guess, q0, atol)
+            root["n_evals"] += n_before
+            if ok:
+                break
+        if ok:
+            status, ov, (hats, sem, diag) = "root", root.pop("point"), root.pop("out")
+            fallback = "root"
+        else:
+            root.pop("point", None), root.pop("out", None)
     q, m = (ov.q, ov.m) if ok else (float("nan"), float("nan"))
     E_ft, E_fr, s1, s0 = errors(q, m) if ok else (float("nan"),) * 4
     L_ft = diag.pop("L_ft", float("nan"))
     sem.update({"E_ft": s1, "E_frozen": s0})
-    diag.update({"status": status, "fallback": fallback, "n_steps_one_start": fp1.n_steps, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key, **extra})
+    diag.update({"status": status, "fallback": fallback, "root": root, "n_steps_one_start": fp1.n_steps, "noise_law": law, "n_mc": n_mc, "n_test": n_test, "key": key, **extra})
     o_w = abs(m) / math.sqrt(q * q0) if ok and q > 0 else float("nan")
     # (m, m̂) → (−m, −m̂) maps a fixed point to an equivalent one (±w); m is reported with its sign removed,
     # as the simulation reports it.
     return FinetuneResult(q=q, m=abs(m), v=ov.v, o_w=o_w, E_ft=E_ft, L_ft=L_ft, E_frozen=E_fr, delta_eff=d_eff, q0=q0,
-                          beta_W=bW, hats=hats, converged=ok, n_steps=fp1.n_steps + fp.n_steps, residual=fp.residual,
+                          beta_W=bW, hats=hats, converged=ok, n_steps=fp1.n_steps + fp.n_steps + root.get("n_evals", 0),
+                          residual=root["residual"] if status == "root" else fp.residual,
                           mc_sem=sem, diagnostics=diag, **mode)
+
+
+def _relative_residual(x: FinetuneOverlaps, y: FinetuneOverlaps, rtol: float, atol: float) -> float:
+    """``max_i |y_i − x_i| / (atol + rtol |x_i|)`` over ``(q, m, v)``: the stopping measure of the iteration."""
+    return max(abs(b - a) / (atol + rtol * abs(a)) for a, b in ((x.q, y.q), (x.m, y.m), (x.v, y.v)))
+
+
+#: A root of the fallback is accepted when its Newton correction is below ``ROOT_RTOL`` relative (and ``atol``):
+#: two orders below the Monte-Carlo error of the fixed point at the usual ``n_mc`` (``q`` to about 1 %).
+ROOT_RTOL = 1e-4
+#: Relative step of the central differences of ``J`` in :func:`_root_fallback`: wide enough to average over the
+#: map's Monte-Carlo jumps (``hybr`` tends to stop on one), small against the scale on which ``G`` bends.
+JACOBIAN_STEP = 1e-3
+
+
+def _root_fallback(full_map, start: FinetuneOverlaps, q0: float, atol: float) -> tuple[bool, dict[str, Any]]:
+    """Solve ``G(x) = prior_update(hats(x)) − x = 0`` over ``x = (q, m, v)`` with Powell's hybrid method
+    (``scipy.optimize.root``, ``hybr``) from ``start``, where both damped iterations failed.
+
+    Called from the best iterate and, if that fails, from its mirror ``(q, −m, v)``.
+
+    Why: at small ``α'`` the map can have a Jacobian eigenvalue far outside ``(−1, 1)`` at the fixed point
+    (linear σ, ``α' = 0.5``, ``δ ≈ 0.3``: ``∂step_q/∂q ≈ −28``), so damping needs ``1 − damping ≲ 0.07``,
+    and Anderson mixing is thrown off by the Monte-Carlo map's small jumps (a sample whose prox switches
+    between local minima as ``(q, m, v)`` move). The jumps also stop ``hybr`` short of an exact zero, so the
+    root is judged by its Newton correction ``δ = −J⁻¹G(x)`` (``J`` by central differences of relative step
+    ``JACOBIAN_STEP``): accepted when ``|δ_i| < atol + ROOT_RTOL·|x_i|`` for ``q, m, v``, with ``q, v > 0`` and
+    ``λ_eff + v̂ > 0``. Returns ``(accepted, info)``: ``info`` has the point and its map output when accepted,
+    and always ``n_evals``, ``residual`` (``max_i |G_i|``), ``newton_correction`` and ``message``."""
+    from scipy.optimize import root
+
+    n_evals = 0
+
+    def evaluate(x):
+        nonlocal n_evals
+        n_evals += 1
+        q, m, v = (float(a) for a in x)
+        if not (q > 0 and v > 0 and math.isfinite(m)):
+            return None, None
+        out = full_map(FinetuneOverlaps(q, m, v))
+        hats = out[0]
+        if not hats.lam_eff + hats.v_hat > 0:
+            return None, out
+        new = prior_update(hats, q0)
+        return np.array([new.q - q, new.m - m, new.v - v]), out
+
+    def G(x):
+        g, _ = evaluate(x)
+        # outside the domain: a large residual pointing back (hybr has no bounds)
+        return g if g is not None else np.full(3, 1e3)
+
+    x0 = np.array([start.q, start.m, start.v])
+    sol = root(G, x0, method="hybr", options={"xtol": 1e-10})
+    x = sol.x
+    g, out = evaluate(x)
+    info: dict[str, Any] = {"n_evals": n_evals, "message": str(sol.message), "residual": float("nan"),
+                            "newton_correction": float("nan")}
+    if g is None:
+        info["n_evals"] = n_evals
+        return False, info
+    J = np.empty((3, 3))
+    for j in range(3):
+        h = JACOBIAN_STEP * max(abs(x[j]), 1e-3)
+        xp, xm = x.copy(), x.copy()
+        xp[j] += h
+        xm[j] -= h
+        (gp, _), (gm, _) = evaluate(xp), evaluate(xm)
+        if gp is None or gm is None:
+            info["n_evals"] = n_evals
+            return False, info
+        J[:, j] = (gp - gm) / (2 * h)
+    try:
+        delta = -np.linalg.solve(J, g)
+    except np.linalg.LinAlgError:
+        info["n_evals"] = n_evals
+        return False, info
+    rel = float(np.max(np.abs(delta) / (atol + ROOT_RTOL * np.abs(x))))
+    info.update(n_evals=n_evals, residual=float(np.max(np.abs(g))), newton_correction=rel,
+                point=FinetuneOverlaps(float(x[0]), float(x[1]), float(x[2])), out=out)
+    return rel < 1.0, info
