@@ -16,6 +16,9 @@ quartic in ``w``), and a start carried over from a neighbour can stay on another
 value therefore does not depend on the path of a sweep. When the informed start itself ends on the
 uninformed branch (``m ≈ 0``, ``q > 0``) or does not converge, a second start ``q = m = 0.9 q0`` is solved and
 the fixed point of lower objective ``α'L_ft + λ'q`` is kept (:func:`theory.finetune._solve_ground_state`).
+Where the damped iterations fail (small ``α'``: the map's Jacobian has an eigenvalue far below −1 and small
+Monte-Carlo jumps), the fixed point is solved as a root of ``step(x) − x`` (Powell's hybrid method), accepted
+by its Newton correction (``diagnostics["status"] == "root"``; :func:`theory.finetune._root_fallback`).
 
 Reused sequences (``e > 0``) need the pre-training susceptibility ``V`` too (stage ``"both"`` passes it;
 ``stage="finetune"`` takes a :class:`theory.reuse.PretrainState`); active selection adds the observables of
@@ -175,7 +178,8 @@ def solve(
         n_test: Monte-Carlo draws of the softmax test errors.
         key: integer seed of the fixed Monte-Carlo keys.
         max_steps: iteration budget of the fine-tuning fixed point (per phase; see
-            :func:`theory.finetune.solve_finetune`). A point that does not converge spends all of it, twice.
+            :func:`theory.finetune.solve_finetune`). A point that does not converge spends all of it, twice,
+            then up to about 200 map evaluations of the root fallback.
         pretrain_replicas: independent Monte-Carlo replicas of the softmax pre-training fixed point
             (:func:`theory.pretrain.solve_pretrain`); with 2 or more, ``mc_sem`` holds the standard errors
             of ``Q, M, V, E_pre, L_pre`` propagated through the fixed point.

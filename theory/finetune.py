@@ -430,7 +430,10 @@ def solve_finetune(
             phases: first with the prox started from ``ω`` only (at most 40 steps), then, from that point (or from
             ``init`` if phase 1 did not converge), with all the starts of
             :func:`theory.prox.prox_multistart` until the map is stationary again (usually 1–2 steps). If the
-            accelerated run fails, it is repeated with plain damping (``diagnostics["fallback"]``).
+            accelerated run fails, it is repeated with plain damping (``diagnostics["fallback"] = True``); if that
+            fails too, the fixed point is solved as a root of ``step(x) − x`` (:func:`_root_fallback`;
+            ``diagnostics["fallback"] = "root"``, ``diagnostics["root"]`` its record). A converged run reports
+            the point where the map was last evaluated, with that evaluation's conjugates.
         random_control: with ``active_rho``, also solve the random subset of the same size (``random_control``).
         patience: phase 2 stops as ``"stalled"`` (not converged) when its residual has not halved in
             ``patience`` steps (:func:`theory.fixed_point.fixed_point`); a point without a reachable fixed point
