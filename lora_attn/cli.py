@@ -177,8 +177,8 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lora_attn.validate import (compare, compare_paired, finetune_names, format_table, paired_points,
-                                    plot_validation, theory_at_measured_pretrain)
+    from lora_attn.validate import (compare, compare_paired, finetune_key_spread, finetune_names, format_table,
+                                    merge_sems, paired_points, plot_validation, theory_at_measured_pretrain)
     from theory.api import check
 
     params = params_from_args(args)
@@ -187,7 +187,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise ParameterError(f"--seeds {args.seeds}: allowed seeds ≥ 2 (error bars need two seeds)")
     if args.z_max <= 0:
         raise ParameterError(f"--z-max {args.z_max}: allowed z_max > 0")
+    if args.finetune_keys < 0:
+        raise ParameterError(f"--finetune-keys {args.finetune_keys}: allowed an integer ≥ 0")
     from simulate.run import OBSERVABLES, sizes
+    from theory.order_params import PretrainOrderParams
+    from theory.reuse import PretrainState
 
     for D in Ds:
         sizes(params, D)
@@ -221,14 +225,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for sim in sims:
             rows, sems, ok = theory_at_measured_pretrain(params, sim, n_mc=args.n_mc, V=V, progress=True)
             per_size.append((sim.D, sim.per_seed, rows))
-            tsem.update({k: max(tsem.get(k, 0.0), v) for k, v in sems.items()})
+            tsem = merge_sems(tsem, sems)
             converged = converged and ok
+            if args.finetune_keys >= 2:
+                means = sim.per_seed[["Q0", "Q", "M", "q0"]].mean()
+                inputs = dict(Q0=float(means.Q0), Q=float(means.Q), M=float(means.M))
+                order = PretrainState(**inputs, V=float(V)) if V is not None else PretrainOrderParams(**inputs)
+                tsem = merge_sems(tsem, finetune_key_spread(params, order, q0=float(means.q0), n_mc=args.n_mc,
+                                                            keys=args.finetune_keys, progress=True))
         v = compare_paired(paired_points(per_size, finetune_names(params), tsem), z_max=args.z_max,
                            criterion=args.criterion)
     else:
         converged = th.converged
         names = OBSERVABLES + tuple(n for n in finetune_names(params) if n not in OBSERVABLES)
-        v = compare(th.observables, sims, names=names, z_max=args.z_max, theory_sem=th.mc_sem,
+        tsem = dict(th.mc_sem)
+        if args.finetune_keys >= 2 and th.converged and th.pretrain is not None:
+            # the fine-tuning theory at the pre-training order parameters it was fed
+            inputs = dict(Q0=th.pretrain.Q0, Q=th.pretrain.Q, M=th.pretrain.M)
+            pre = (PretrainState(**inputs, V=float(th.observables["V"])) if params.reuse > 0
+                   else PretrainOrderParams(**inputs))
+            spread = finetune_key_spread(params, pre, q0=1.0, n_mc=args.n_mc, keys=args.finetune_keys,
+                                         names=finetune_names(params), progress=True)
+            tsem = merge_sems(tsem, spread)
+        v = compare(th.observables, sims, names=names, z_max=args.z_max, theory_sem=tsem,
                     criterion=args.criterion)
     print(format_table(v))
     if args.out is not None:
@@ -337,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--replicas", type=int, default=4,
                     help="independent Monte-Carlo replicas of the softmax pre-training theory, for its error bars "
                          "(default 4)")
+    va.add_argument("--finetune-keys", type=int, default=4,
+                    help="Monte-Carlo keys of the fine-tuning theory: the spread of its observables over them is "
+                         "its error bar on q, m, o_w, … (added to the seeds' error; default 4; 0 or 1: only the "
+                         "within-solve errors of E_ft, E_frozen, L_ft)")
     va.add_argument("--train-gram", choices=("tokens", "identity"), default="tokens",
                     help="token Gram XXᵀ/D in the training losses: the model's (default) or its D → ∞ limit I_T "
                          "(a diagnostic of the finite-D output effect)")

@@ -232,7 +232,8 @@ def test_validate_pretrain_from_simulation_feeds_each_seeds_measured_order_param
 
     monkeypatch.setattr(theory, "solve", fake_solve)
     monkeypatch.setattr(simulate, "run", fake_run)
-    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--pretrain-from", "simulation"]
+    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--pretrain-from", "simulation",
+            "--finetune-keys", "0"]
     assert main(argv + ["--criterion", "extrapolated"]) == 0
     text = capsys.readouterr().out
     assert "E_ft" in text and "E_pre" not in text  # the pre-training observables are inputs here
@@ -247,8 +248,43 @@ def test_validate_pretrain_from_simulation_feeds_each_seeds_measured_order_param
     assert all(isinstance(s[1], PretrainState) and s[1].V == 0.25 for s in solves[1:])
 
 
+def test_validate_adds_the_theorys_spread_over_monte_carlo_keys(monkeypatch, capsys, tmp_path):
+    """--finetune-keys K: the fine-tuning theory is solved at the seed-mean inputs with keys 0..K−1, and the
+    spread of q over them (the fixed point's Monte-Carlo error, common to every seed) enters the error of the
+    gap; a gap of several seed errors then agrees."""
+    keys_seen = []
+
+    def fake_solve(params, stage="both", pretrain=None, q0=1.0, key=0, **kw):
+        keys_seen.append(key)
+        obs = {"q": 1.0 + 0.02 * (key % 2), "m": 0.5, "o_w": 0.9, "E_ft": 1.0, "L_ft": 0.1, "E_frozen": 3.0,
+               "delta_eff": 0.5}
+        return TheoryPoint(params=params, stage=stage, observables=obs, converged=True)
+
+    def fake_run(params, D, seeds, **kw):
+        jitter = 1e-3 * np.random.default_rng(D).normal(size=seeds)
+        rows = pd.DataFrame({"Q0": 2.0, "Q": 1.0, "M": 0.5, "q0": 1.0, "q": 1.02 + jitter, "m": 0.5 + jitter,
+                             "o_w": 0.9 + jitter, "E_ft": 1.0 + jitter, "L_ft": 0.1 + jitter, "E_frozen": 3.0 + jitter,
+                             "delta_eff": 0.5 + jitter})
+        return _FakeSeedSim(D, seeds, rows)
+
+    monkeypatch.setattr(theory, "solve", fake_solve)
+    monkeypatch.setattr(simulate, "run", fake_run)
+    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--pretrain-from", "simulation"]
+    out = tmp_path / "v.csv"
+    assert main(argv + ["--finetune-keys", "0"]) == 1  # q is 0.02 above the key-0 theory: z ≈ 40
+    keys_seen.clear()
+    assert main(argv + ["--finetune-keys", "4", "--out", str(out)]) == 0
+    assert sorted(set(keys_seen)) == [0, 1, 2, 3]
+    table = pd.read_csv(out)
+    q = table[table.observable == "q"]
+    assert q["theory_sem"].to_numpy() == pytest.approx(np.std([1.0, 1.02, 1.0, 1.02], ddof=1))
+    assert (table[table.observable == "m"]["theory_sem"] == 0).all()
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--replicas", "0"], "replicas"),
+    (["--finetune-keys", "-1"], "finetune-keys"),
     (["--D", "1,10"], "--D"),
     (["--D", "a,10"], "--D"),
     (["--seeds", "1"], "seeds"),
