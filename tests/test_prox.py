@@ -67,7 +67,8 @@ def test_newton_stops_when_no_step_lowers_the_objective(omega, target, V):
     z, steps = newton_steps(phi, w, 200, V, gtol=0.0)
     assert int(steps) < 60
     assert float(jnp.linalg.norm(jax.grad(phi)(z))) < 1e-7 * (1 / V + 1) * (1 + float(jnp.linalg.norm(z)))
-    # the batched loop gives each sample its own answer
+    # the batched loop gives each sample its own answer, to the precision of the stop (‖∇φ‖ of about 1e-8
+    # divided by the smallest Hessian eigenvalue; the 1/V part alone would give V·1e-8)
     zb, _ = jax.vmap(lambda o: newton_steps(lambda x: jnp.sum((x - o) ** 2) / (2 * V) + (jnp.sum(x**2) - target) ** 2,
                                             o, 200, V, gtol=0.0))(jnp.stack([w, 2 * w + 0.3]))
-    np.testing.assert_allclose(np.asarray(zb[0]), np.asarray(z), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(zb[0]), np.asarray(z), rtol=0, atol=1e-7 * (1 + V))
