@@ -178,7 +178,8 @@ def _parse_sizes(text: str) -> list[int]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from lora_attn.validate import (compare, compare_paired, finetune_key_spread, finetune_names, format_table,
-                                    merge_sems, paired_points, plot_validation, theory_at_measured_pretrain)
+                                    merge_sems, paired_points, plot_validation, pretrain_inputs,
+                                    theory_at_measured_pretrain)
     from theory.api import check
 
     params = params_from_args(args)
@@ -190,8 +191,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.finetune_keys < 0:
         raise ParameterError(f"--finetune-keys {args.finetune_keys}: allowed an integer ≥ 0")
     from simulate.run import OBSERVABLES, sizes
-    from theory.order_params import PretrainOrderParams
-    from theory.reuse import PretrainState
 
     for D in Ds:
         sizes(params, D)
@@ -229,8 +228,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             converged = converged and ok
             if args.finetune_keys >= 2:
                 means = sim.per_seed[["Q0", "Q", "M", "q0"]].mean()
-                inputs = dict(Q0=float(means.Q0), Q=float(means.Q), M=float(means.M))
-                order = PretrainState(**inputs, V=float(V)) if V is not None else PretrainOrderParams(**inputs)
+                order = pretrain_inputs(means.Q0, means.Q, means.M, V)
                 tsem = merge_sems(tsem, finetune_key_spread(params, order, q0=float(means.q0), n_mc=args.n_mc,
                                                             keys=args.finetune_keys, progress=True))
         v = compare_paired(paired_points(per_size, finetune_names(params), tsem), z_max=args.z_max,
@@ -241,9 +239,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         tsem = dict(th.mc_sem)
         if args.finetune_keys >= 2 and th.converged and th.pretrain is not None:
             # the fine-tuning theory at the pre-training order parameters it was fed
-            inputs = dict(Q0=th.pretrain.Q0, Q=th.pretrain.Q, M=th.pretrain.M)
-            pre = (PretrainState(**inputs, V=float(th.observables["V"])) if params.reuse > 0
-                   else PretrainOrderParams(**inputs))
+            pre = pretrain_inputs(th.pretrain.Q0, th.pretrain.Q, th.pretrain.M,
+                                  th.observables["V"] if params.reuse > 0 else None)
             spread = finetune_key_spread(params, pre, q0=1.0, n_mc=args.n_mc, keys=args.finetune_keys,
                                          names=finetune_names(params), progress=True)
             tsem = merge_sems(tsem, spread)

@@ -211,6 +211,16 @@ def finetune_names(params: Any) -> tuple[str, ...]:
     return FINETUNE_NAMES + extra
 
 
+def pretrain_inputs(Q0: float, Q: float, M: float, V: float | None = None) -> Any:
+    """The pre-training state the fine-tuning theory is fed: ``(Q0, Q, M)``, with the susceptibility ``V``
+    when given (reused sequences need it)."""
+    from theory.order_params import PretrainOrderParams
+    from theory.reuse import PretrainState
+
+    inputs = dict(Q0=float(Q0), Q=float(Q), M=float(M))
+    return PretrainState(**inputs, V=float(V)) if V is not None else PretrainOrderParams(**inputs)
+
+
 def finetune_key_spread(params: Any, pretrain: Any, *, q0: float, n_mc: int, keys: int,
                         names: Sequence[str] | None = None, progress: bool = False) -> dict[str, float]:
     """The Monte-Carlo error of one fine-tuning solve, as the standard deviation of its observables over the
@@ -259,13 +269,11 @@ def theory_at_measured_pretrain(params: Any, sim: Any, *, n_mc: int, V: float | 
     import sys
 
     import theory
-    from theory.order_params import PretrainOrderParams
-    from theory.reuse import PretrainState
 
     rows, sems, converged = [], {}, True
     for i, r in enumerate(sim.per_seed.itertuples()):
         inputs = dict(Q0=float(r.Q0), Q=float(r.Q), M=float(r.M))
-        order = PretrainState(**inputs, V=float(V)) if V is not None else PretrainOrderParams(**inputs)
+        order = pretrain_inputs(**inputs, V=V)
         th = theory.solve(params, stage="finetune", pretrain=order, q0=float(r.q0), n_mc=n_mc, bayes=False)
         rows.append(dict(th.observables))
         for k, v in th.mc_sem.items():
