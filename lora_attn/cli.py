@@ -178,7 +178,7 @@ def _parse_sizes(text: str) -> list[int]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from lora_attn.validate import (compare, compare_paired, finetune_key_spread, finetune_names, format_table,
-                                    merge_sems, paired_points, plot_validation, pretrain_inputs,
+                                    merge_sems, paired_points, plot_validation, pretrain_inputs, rs_note,
                                     theory_at_measured_pretrain)
     from theory.api import check
 
@@ -235,6 +235,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                            criterion=args.criterion)
     else:
         converged = th.converged
+        note = rs_note(th.diagnostics.get("finetune", {}))
+        if note:
+            print(f"[validate] the fine-tuning fixed point{note}", file=sys.stderr, flush=True)
         names = OBSERVABLES + tuple(n for n in finetune_names(params) if n not in OBSERVABLES)
         tsem = dict(th.mc_sem)
         if args.finetune_keys >= 2 and th.converged and th.pretrain is not None:

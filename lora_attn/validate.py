@@ -259,6 +259,17 @@ def merge_sems(*parts: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def rs_note(finetune_diagnostics: Mapping[str, Any]) -> str:
+    """``", RS unstable: replicon …, prox jumps …"`` when the fine-tuning fixed point fails its replicon check
+    (:func:`theory.finetune.rs_stability`): the replica-symmetric theory is then not expected to be exact,
+    and a gap to the simulation is no verdict on the code. Empty otherwise."""
+    d = finetune_diagnostics
+    if d.get("rs_stable", True):
+        return ""
+    return (f", RS unstable: replicon {d.get('replicon', float('nan')):.3g} ± {d.get('replicon_sem', float('nan')):.2g}, "
+            f"prox jumps in {d.get('prox_jump_frac', float('nan')):.2%} of the samples")
+
+
 def theory_at_measured_pretrain(params: Any, sim: Any, *, n_mc: int, V: float | None = None,
                                 progress: bool = False) -> tuple[pd.DataFrame, dict[str, float], bool]:
     """The fine-tuning theory (``theory.solve(stage="finetune")``) at each seed's own measured
@@ -282,6 +293,6 @@ def theory_at_measured_pretrain(params: Any, sim: Any, *, n_mc: int, V: float | 
         converged = converged and th.converged
         if progress:
             print(f"[validate] D = {sim.D}: theory at seed {i}'s measured Q0 = {inputs['Q0']:.4g}, "
-                  f"Q = {inputs['Q']:.4g}, M = {inputs['M']:.4g} (converged={th.converged})",
-                  file=sys.stderr, flush=True)
+                  f"Q = {inputs['Q']:.4g}, M = {inputs['M']:.4g} (converged={th.converged}"
+                  f"{rs_note(th.diagnostics.get('finetune', {}))})", file=sys.stderr, flush=True)
     return pd.DataFrame(rows), sems, converged

@@ -17,16 +17,23 @@ from theory.finetune import (
     FinetuneResult,
     PretrainOrderParams,
     _draws,
+    _channel_pairs,
     _draws_mc,
+    _fit,
     _linear_errors,
     _root_fallback,
+    _target,
     _test_errors,
+    channel_samples,
     delta_eff,
+    finetune_hats,
     ground_state_energy,
     noise_law,
     optimal_delta_eff,
     prior_update,
+    prox_jump_fraction,
     recalibration,
+    rs_stability,
     solve_finetune,
 )
 from theory.fixed_point import fixed_point
@@ -284,3 +291,74 @@ def test_root_fallback_rejects_a_map_without_a_root():
     full_map = lambda ov: (_hats_with_image(FinetuneOverlaps(ov.q + 0.1, ov.m, ov.v)), {}, {})  # noqa: E731
     ok, info = _root_fallback(full_map, FinetuneOverlaps(1.0, 0.5, 0.2), 1.0, 1e-9)
     assert not ok and info["n_evals"] > 0
+
+
+# ------------------------------------------------------------------------------------- RS stability
+# measured pre-training of the softmax validation runs (D = 400, seed 0) and the fixed points solved there
+RS_PRE = PretrainOrderParams(Q0=2.014, Q=0.2991, M=0.5742)
+
+
+def test_replicon_is_the_finite_difference_response_of_the_prox():
+    """``λ_R = α' v² E‖∂g/∂ω‖_F²`` from the implicit Jacobian equals the same from central differences of the
+    per-sample prox (same samples, samples with a jump left out of both)."""
+    p = Params(sigma="linear", T=3, alpha_prime=1.0, lam_prime=0.5)
+    ov = FinetuneOverlaps(q=1.19, m=0.96, v=0.04)
+    samples, _ = channel_samples(p, RS_PRE, 1.0, 300, 3)
+    law_q0, n_iter, eps = 1.0, 30, 1e-3
+    omega = jnp.sqrt(ov.q) * samples.xi
+    cs = (ov.m / ov.q) * omega + jnp.sqrt(law_q0 - ov.m ** 2 / ov.q) * samples.eta
+
+    def one(om, c, A, H):
+        target = _target(c, H, law_q0, p.sigma, p.beta)
+
+        def g_at(o):
+            phi = lambda z: jnp.sum((z - o) ** 2) / (2 * ov.v) + _fit(z, ov.q, A, target, p.sigma, p.beta)  # noqa: E731
+            return (prox_multistart(phi, o, ov.v, n_iter=n_iter)[0] - o) / ov.v
+
+        J = jnp.stack([(g_at(om + eps * e) - g_at(om - eps * e)) / (2 * eps) for e in jnp.eye(3)], axis=1)
+        return jnp.sum(J * J) * ov.v ** 2
+
+    fd = np.asarray(jax.jit(jax.vmap(one))(omega, cs, samples.A, samples.H))
+    out = _channel_pairs(ov.q, ov.m, ov.v, law_q0, p.beta, samples.xi, samples.eta, samples.A, samples.H,
+                         sigma=p.sigma, n_iter=n_iter)
+    implicit = np.asarray(out[-1])
+    smooth = np.abs(fd - implicit) < 1e3  # a jump inside ±eps: the difference quotient is O(1/eps)
+    assert smooth.mean() > 0.95
+    np.testing.assert_allclose(fd[smooth], implicit[smooth], rtol=1e-3, atol=1e-6)
+    hats, sem, diag = finetune_hats(p, ov, samples, law_q0, n_iter)
+    assert diag["replicon"] == pytest.approx(p.effective_alpha_prime * implicit.mean(), rel=1e-12)
+    assert sem["replicon"] > 0
+
+
+def test_replicon_flags_the_rs_instability_of_small_alpha_prime():
+    """Softmax, ``T = 3``, ``λ' = 0.5``: at ``α' = 3`` the fixed point is RS-stable (replicon 0.23, no jump of the
+    prox); at ``α' = 0.5`` the prox's minimiser jumps between coexisting minima on a set of positive density,
+    so the replicon is infinite and RS is unstable (the simulations there find many near-degenerate minima
+    of very different ``o_w``: ``diagnostics/finetune_landscape.py``)."""
+    cases = {3.0: FinetuneOverlaps(0.4571, 0.9469 * math.sqrt(0.4571), 0.2629),
+             0.5: FinetuneOverlaps(0.0962, 0.334 * math.sqrt(0.0962), 1.0189)}
+    out = {}
+    for ap, ov in cases.items():
+        p = Params(sigma="softmax", T=3, alpha_prime=ap, lam_prime=0.5)
+        samples, _ = channel_samples(p, RS_PRE, 1.0, 4000, 0)
+        _, sem, diag = finetune_hats(p, ov, samples, 1.0)
+        jumps = prox_jump_fraction(p, ov, samples, 1.0)
+        out[ap] = (diag["replicon"], sem["replicon"], jumps, rs_stability(diag["replicon"], sem["replicon"], jumps))
+    rep, rep_sem, jumps, stable = out[3.0]
+    assert stable and jumps == 0.0 and 0.2 < rep < 0.27 and rep_sem < 0.01
+    rep, rep_sem, jumps, stable = out[0.5]
+    assert not stable and jumps > 0.001
+
+
+def test_a_converged_solve_reports_its_rs_stability():
+    p = Params(sigma="linear", T=2, alpha_prime=3.0, lam_prime=0.5)
+    r = solve_finetune(p, PRE, **SMALL)
+    d = r.diagnostics
+    assert r.converged and d["rs_stable"] is True and d["prox_jump_frac"] == 0.0
+    assert 0 < d["replicon"] < 1 and d["replicon_sem"] > 0
+
+
+def test_rs_stability_needs_a_replicon_below_one_and_no_jump():
+    assert rs_stability(0.5, 0.1, 0.0)
+    assert not rs_stability(0.9, 0.05, 0.0)
+    assert not rs_stability(0.1, 0.0, 1e-4)

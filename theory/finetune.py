@@ -62,6 +62,15 @@ Monte Carlo: all expectations use fixed draws (common random numbers), so the ma
 i.i.d. ``jax.random`` draws for the channel (:func:`_draws_mc`), scrambled Sobol' points for the test
 errors (:func:`_draws`); per-sample prox diagnostics and the standard errors of the averages (the i.i.d.
 formula, an upper bound for the quasi-Monte Carlo test errors) are reported.
+Replica-symmetric stability (:func:`rs_stability`): the loss is not convex in ``w``, so the RS fixed point
+describes the ERM's global minimum only where it is stable against replica-symmetry breaking. Every converged
+solve reports the replicon ``λ_R = α' E‖I − K⁻¹/v‖_F²`` (``diagnostics["replicon"]``, ``"replicon_sem"``), the
+fraction of samples whose prox minimiser jumps between coexisting minima (``"prox_jump_frac"``; a positive
+density of jumps makes ``λ_R`` infinite) and ``"rs_stable"``. Measured (softmax, ``T = 3``, ``λ' = 0.5``, the
+figure-1 pre-training): ``λ_R = 0.095, 0.23, 0.79 ± 0.20`` at ``α' = 10, 3, 1``, and at ``α' = 0.5`` jumps in 0.2 %
+of the samples: unstable, and the simulations there find many minima within 1 % of the lowest objective with
+``o_w`` from 0.03 to 0.63 (``diagnostics/finetune_landscape.py``).
+
 ``m = 0`` is a fixed point by symmetry (``χ → −χ``); iteration starts informed (``m > 0``). Where the loss
 has several fixed points, the one of lowest objective ``α'L_ft + λ'q`` among two informed starts is kept
 (:func:`_solve_ground_state`); ``m`` is reported with its sign removed.
@@ -86,7 +95,7 @@ from lora_attn.params import ParameterError, Params  # noqa: E402
 from theory.fixed_point import fixed_point  # noqa: E402
 from theory.order_params import PretrainOrderParams  # noqa: E402,F401  (re-exported)
 from theory.pretrain_channel import n_entries, sobol_normals, sobol_size, to_matrix, variance_factors  # noqa: E402
-from theory.prox import START_SCALES, prox_multistart  # noqa: E402
+from theory.prox import START_SCALES, newton_minimise, prox_multistart  # noqa: E402
 from theory.reuse import (  # noqa: E402
     c_T,
     offdiag_mean_square,
@@ -278,14 +287,76 @@ def _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, sc
         K = jnp.eye(T) / v + jax.hessian(fit, argnums=0)(z, q)
         Kinv = jnp.linalg.inv(K)
         g = (z - om) / v
-        vhat_i = jnp.trace(jnp.eye(T) - Kinv / v) / v
+        P = jnp.eye(T) - Kinv / v
+        vhat_i = jnp.trace(P) / v
         ell = lambda zz, cc: _loss(zz, cc, q, Ai, Hi, q0, sigma, beta)  # noqa: E731
         C = jax.jacfwd(jax.grad(ell, argnums=0), argnums=1)(z, c)
         mhat_i = -jnp.trace(Kinv @ C) / v
         dq = jax.grad(fit, argnums=1)(z, q)
-        return jnp.sum(g * g), mhat_i, vhat_i, dq, fit(z, q), conv, multi, amb
+        return jnp.sum(g * g), mhat_i, vhat_i, dq, fit(z, q), conv, multi, amb, jnp.sum(P * P)
 
     return jax.vmap(one)(omega, cs, A, H)
+
+
+#: Step of the discontinuity probe of :func:`rs_stability`: ``ω → ω + JUMP_STEP·√q·u``, ``u ~ N(0, I_T)``.
+JUMP_STEP = 0.05
+
+
+@partial(jax.jit, static_argnames=("sigma", "n_iter"))
+def _prox_discontinuities(q, m, v, q0, beta, xi, eta, A, H, u, h, sigma: str, n_iter: int):
+    """Per sample: whether the prox's global minimiser jumps between ``ω`` and ``ω' = ω + h√q u`` (the label and
+    the frozen pair held fixed). The two ends are joined by local descent: from ``χ̂(ω)`` on ``φ_ω'`` and from
+    ``χ̂(ω')`` on ``φ_ω``; on a continuous branch each lands on the other end's minimiser. A switch of the global
+    minimum between two coexisting minima (a Maxwell point) or the loss of a basin (a fold) fails one of them,
+    with the multistart's minimiser the lower of the two at that end."""
+    omega = jnp.sqrt(q) * xi
+    cs = (m / q) * omega + jnp.sqrt(jnp.maximum(q0 - m * m / q, 0.0)) * eta
+
+    def one(om, c, Ai, Hi, ui):
+        target = _target(c, Hi, q0, sigma, beta)
+        phi_at = lambda o: (lambda z: jnp.sum((z - o) ** 2) / (2 * v) + _fit(z, q, Ai, target, sigma, beta))  # noqa: E731
+        om1 = om + h * jnp.sqrt(q) * ui
+        phi0, phi1 = phi_at(om), phi_at(om1)
+        z0 = prox_multistart(phi0, om, v, n_iter=n_iter)[0]
+        z1 = prox_multistart(phi1, om1, v, n_iter=n_iter)[0]
+        forward = newton_minimise(phi1, z0, n_iter, v)
+        backward = newton_minimise(phi0, z1, n_iter, v)
+        apart = lambda a, b: jnp.linalg.norm(a - b) > 1e-4 * (1.0 + jnp.linalg.norm(b))  # noqa: E731
+        # a distinct end counts only if the multistart's minimiser is the lower one there (else the multistart,
+        # not the prox, was discontinuous)
+        return ((apart(forward, z1) & (phi1(z1) <= phi1(forward)))
+                | (apart(backward, z0) & (phi0(z0) <= phi0(backward))))
+
+    return jax.vmap(one)(omega, cs, A, H, u)
+
+
+def prox_jump_fraction(params: Params, ov: FinetuneOverlaps, samples: ChannelSamples, q0: float, n_iter: int = 20,
+                       key: int = 0) -> float:
+    """The fraction of ``samples`` whose prox minimiser jumps between ``ω`` and ``ω + JUMP_STEP·√q·u``,
+    ``u ~ N(0, I_T)`` from the fixed key (:func:`_prox_discontinuities`)."""
+    u = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(key), 7), samples.xi.shape)
+    jumps = _prox_discontinuities(ov.q, ov.m, ov.v, q0, params.beta, samples.xi, samples.eta, samples.A, samples.H,
+                                  u, JUMP_STEP, sigma=params.sigma, n_iter=n_iter)
+    return float(np.mean(np.asarray(jumps)))
+
+
+def rs_stability(replicon: float, replicon_sem: float, jump_frac: float) -> bool:
+    """The replicon (de Almeida–Thouless) check of a zero-temperature RS fixed point.
+
+    A perturbation ``δw ⊥ (ŵ, w*)`` moves every ``ω`` by ``δω = Xδw/√D`` (i.i.d. over tokens), each sequence
+    answers with ``δg = (∂g/∂ω)δω``, and the ridge prior maps ``Σ_ν X_νᵀδg_ν/√D`` back as ``v·(·)``. The gain of
+    that loop is the replicon
+
+        λ_R = α' v² E‖∂g/∂ω‖_F² = α' E‖I − K⁻¹/v‖_F²,    K = I/v + ∇²_zℓ(χ̂)
+
+    (``diagnostics["replicon"]``, from :func:`finetune_hats`), and RS is stable only where ``λ_R < 1``. For a
+    convex loss ``0 ⪯ I − K⁻¹/v ≺ I``, so ``λ_R ≤ v v̂``. A jump of the global minimiser ``χ̂(ω)`` (coexisting
+    minima of the prox whose order switches) puts a delta function into ``∂χ̂/∂ω``; its square makes ``λ_R``
+    infinite, so RS is unstable wherever such jumps have a positive density, whatever the local part
+    (``diagnostics["prox_jump_frac"]``, :func:`prox_jump_fraction`; about ``prox_jump_frac / JUMP_STEP`` jumps
+    per unit of ``ω/√q``; 0 without probing where no sample's prox has two minima,
+    ``prox_multimodal_frac = 0``). Stable: ``λ_R + 3·sem < 1`` and no jump among the samples."""
+    return bool(replicon + 3 * replicon_sem < 1.0 and jump_frac == 0.0)
 
 
 @partial(jax.jit, static_argnames=("sigma",))
@@ -317,11 +388,13 @@ def finetune_hats(
     a = params.effective_alpha_prime
     out = _channel_pairs(ov.q, ov.m, ov.v, q0, params.beta, samples.xi, samples.eta, samples.A, samples.H,
                          sigma=params.sigma, n_iter=n_iter, scales=tuple(scales))
-    g2, mh, vh, dq, ell, conv, multi, amb = (np.asarray(o) for o in out)
-    (qh, qh_s), (mhh, mh_s), (vhh, vh_s), (dqm, dq_s), (L, L_s) = map(_mean_sem, (g2, mh, vh, dq, ell))
+    g2, mh, vh, dq, ell, conv, multi, amb, p2 = (np.asarray(o) for o in out)
+    (qh, qh_s), (mhh, mh_s), (vhh, vh_s), (dqm, dq_s), (L, L_s), (rep, rep_s) = map(
+        _mean_sem, (g2, mh, vh, dq, ell, p2))
     hats = FinetuneHats(q_hat=a * qh, m_hat=a * mhh, v_hat=a * vhh, lam_eff=2 * params.lam_prime + 2 * a * dqm)
-    sem = {"q_hat": a * qh_s, "m_hat": a * mh_s, "v_hat": a * vh_s, "lam_eff": 2 * a * dq_s, "L_ft": L_s}
-    diag = {"L_ft": L, "prox_converged_frac": float(conv.mean()), "prox_multimodal_frac": float(multi.mean()),
+    sem = {"q_hat": a * qh_s, "m_hat": a * mh_s, "v_hat": a * vh_s, "lam_eff": 2 * a * dq_s, "L_ft": L_s,
+           "replicon": a * rep_s}
+    diag = {"L_ft": L, "replicon": a * rep, "prox_converged_frac": float(conv.mean()), "prox_multimodal_frac": float(multi.mean()),
             "prox_ambiguous_frac": float(amb.mean())}
     return hats, sem, diag
 
@@ -616,6 +689,11 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
         else:
             root.pop("point", None), root.pop("out", None)
     q, m = (ov.q, ov.m) if ok else (float("nan"), float("nan"))
+    if ok:
+        # a jump needs two coexisting minima: where no sample has them, the probe is skipped
+        jumps = prox_jump_fraction(params, ov, samples, q0, n_iter, key) if diag["prox_multimodal_frac"] > 0 else 0.0
+        diag.update(replicon_sem=sem["replicon"], prox_jump_frac=jumps,
+                    rs_stable=rs_stability(diag["replicon"], sem["replicon"], jumps))
     E_ft, E_fr, s1, s0 = errors(q, m) if ok else (float("nan"),) * 4
     L_ft = diag.pop("L_ft", float("nan"))
     sem.update({"E_ft": s1, "E_frozen": s0})
