@@ -324,7 +324,8 @@ def test_replicon_is_the_finite_difference_response_of_the_prox():
     implicit = np.asarray(out[-1])
     smooth = np.abs(fd - implicit) < 1e3  # a jump inside ±eps: the difference quotient is O(1/eps)
     assert smooth.mean() > 0.95
-    np.testing.assert_allclose(fd[smooth], implicit[smooth], rtol=1e-3, atol=1e-6)
+    # measured: largest relative difference 2.8e-5 (prox solved to ~1e-8, differences of step 1e-3), no jump
+    np.testing.assert_allclose(fd[smooth], implicit[smooth], rtol=1e-4, atol=1e-6)
     hats, sem, diag = finetune_hats(p, ov, samples, law_q0, n_iter)
     assert diag["replicon"] == pytest.approx(p.effective_alpha_prime * implicit.mean(), rel=1e-12)
     assert sem["replicon"] > 0
