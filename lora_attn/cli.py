@@ -264,6 +264,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_theory(args: argparse.Namespace) -> int:
     import theory
+    from lora_attn.validate import rs_note
     from theory.api import parse_pretrain
 
     params = params_from_args(args)
@@ -285,6 +286,10 @@ def cmd_theory(args: argparse.Namespace) -> int:
             print(f"pre-training order parameters: Q0 = {p.Q0:g}, Q = {p.Q:g}, M = {p.M:g}")
         for name, value in result.observables.items():
             print(f"{name:<10} {_fmt(value):>12}")
+        note = rs_note(result.diagnostics.get("finetune", {}))
+        if note:
+            print(f"warning: the fine-tuning fixed point{note}; the replica-symmetric numbers are not expected "
+                  "to be exact there (README, Theory against simulation)")
     return 0 if result.converged else 4
 
 

@@ -165,6 +165,20 @@ def _stub(monkeypatch, gap_at):
     return calls
 
 
+@pytest.mark.parametrize("stable", [True, False])
+def test_theory_warns_where_the_finetuning_fixed_point_is_not_rs_stable(monkeypatch, capsys, stable):
+    diag = {"finetune": {"replicon": 0.8, "replicon_sem": 0.1, "prox_jump_frac": 0.0 if stable else 0.002,
+                         "rs_stable": stable}}
+
+    def fake_solve(params, **kw):
+        return TheoryPoint(params=params, stage="both", observables={"o_w": 0.3}, converged=True, diagnostics=diag)
+
+    monkeypatch.setattr(theory, "solve", fake_solve)
+    assert main(["theory", "--sigma", "linear"]) == 0
+    out = capsys.readouterr().out
+    assert ("RS unstable: replicon 0.8 ± 0.1, prox jumps in 0.20% of the samples" in out) is not stable
+
+
 def test_validate_agreement_exits_0_with_table_plot_and_output(monkeypatch, tmp_path, capsys):
     calls = _stub(monkeypatch, lambda name, D: 1.0 / D)  # a 1/D gap: z = 10, 5 at the sizes, 0 extrapolated
     out, plot = tmp_path / "v.csv", tmp_path / "v.png"
