@@ -69,7 +69,7 @@ fraction of samples whose prox minimiser jumps between coexisting minima (``"pro
 density of jumps makes ``λ_R`` infinite) and ``"rs_stable"``. Measured (softmax, ``T = 3``, ``λ' = 0.5``, the
 figure-1 pre-training): ``λ_R = 0.095, 0.23, 0.79 ± 0.20`` at ``α' = 10, 3, 1``, and at ``α' = 0.5`` jumps in 0.2 %
 of the samples: unstable, and the simulations there find many minima within 1 % of the lowest objective with
-``o_w`` from 0.03 to 0.63 (``diagnostics/finetune_landscape.py``).
+``o_w`` from 0.01 to 0.63 (``D = 400``, ``diagnostics/finetune_landscape.py``).
 
 ``m = 0`` is a fixed point by symmetry (``χ → −χ``); iteration starts informed (``m > 0``). Where the loss
 has several fixed points, the one of lowest objective ``α'L_ft + λ'q`` among two informed starts is kept
@@ -298,7 +298,7 @@ def _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, sc
     return jax.vmap(one)(omega, cs, A, H)
 
 
-#: Step of the discontinuity probe of :func:`rs_stability`: ``ω → ω + JUMP_STEP·√q·u``, ``u ~ N(0, I_T)``.
+#: Step of the discontinuity probe of :func:`prox_jump_fraction`: ``ω → ω + JUMP_STEP·√q·u``, ``u ~ N(0, I_T)``.
 JUMP_STEP = 0.05
 
 
@@ -314,7 +314,9 @@ def _prox_discontinuities(q, m, v, q0, beta, xi, eta, A, H, u, h, sigma: str, n_
 
     def one(om, c, Ai, Hi, ui):
         target = _target(c, Hi, q0, sigma, beta)
-        phi_at = lambda o: (lambda z: jnp.sum((z - o) ** 2) / (2 * v) + _fit(z, q, Ai, target, sigma, beta))  # noqa: E731
+        def phi_at(o):
+            return lambda z: jnp.sum((z - o) ** 2) / (2 * v) + _fit(z, q, Ai, target, sigma, beta)
+
         om1 = om + h * jnp.sqrt(q) * ui
         phi0, phi1 = phi_at(om), phi_at(om1)
         z0 = prox_multistart(phi0, om, v, n_iter=n_iter)[0]
@@ -384,7 +386,8 @@ def finetune_hats(
     scales: tuple[float, ...] = START_SCALES,
 ) -> tuple[FinetuneHats, dict[str, float], dict[str, float]]:
     """Conjugates at ``ov`` (module doc), averaged over ``samples``, with MC standard errors and prox diagnostics:
-    ``q̂ = α'E‖g‖²``, ``m̂ = α'E Tr ∂g/∂χ*``, ``v̂ = α'E Tr(−∂g/∂ω)``, ``λ_eff = 2λ' + 2α'E ∂_qℓ``."""
+    ``q̂ = α'E‖g‖²``, ``m̂ = α'E Tr ∂g/∂χ*``, ``v̂ = α'E Tr(−∂g/∂ω)``, ``λ_eff = 2λ' + 2α'E ∂_qℓ``, and the
+    replicon ``α'E‖I − K⁻¹/v‖_F²`` of :func:`rs_stability` (``diag["replicon"]``, ``sem["replicon"]``)."""
     a = params.effective_alpha_prime
     out = _channel_pairs(ov.q, ov.m, ov.v, q0, params.beta, samples.xi, samples.eta, samples.A, samples.H,
                          sigma=params.sigma, n_iter=n_iter, scales=tuple(scales))
@@ -394,8 +397,8 @@ def finetune_hats(
     hats = FinetuneHats(q_hat=a * qh, m_hat=a * mhh, v_hat=a * vhh, lam_eff=2 * params.lam_prime + 2 * a * dqm)
     sem = {"q_hat": a * qh_s, "m_hat": a * mh_s, "v_hat": a * vh_s, "lam_eff": 2 * a * dq_s, "L_ft": L_s,
            "replicon": a * rep_s}
-    diag = {"L_ft": L, "replicon": a * rep, "prox_converged_frac": float(conv.mean()), "prox_multimodal_frac": float(multi.mean()),
-            "prox_ambiguous_frac": float(amb.mean())}
+    diag = {"L_ft": L, "replicon": a * rep, "prox_converged_frac": float(conv.mean()),
+            "prox_multimodal_frac": float(multi.mean()), "prox_ambiguous_frac": float(amb.mean())}
     return hats, sem, diag
 
 
