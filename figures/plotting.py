@@ -49,11 +49,20 @@ def select(table: pd.DataFrame, **fixed: Any) -> pd.DataFrame:
 
 def theory_line(ax, table: pd.DataFrame, x: str, y: str, *, colour: str, style: str = "-", name: str | None = None,
                 **kw: Any) -> None:
-    """Theory ``y(x)`` as a line; points where the solver did not converge are left out (and so visible as gaps)."""
+    """Theory ``y(x)`` as a line; points where the solver did not converge are left out (and so visible as gaps).
+    Where the fine-tuning fixed point is not replica-symmetric-stable (``rs_stable`` false: the RS numbers are
+    not expected to be exact, :func:`theory.finetune.rs_stability`) the line is dotted, from its stable
+    neighbours on."""
     t = table.sort_values(x)
     if "converged" in t.columns:
         t = t.assign(**{y: t[y].where(t["converged"].astype(bool))})
-    ax.plot(t[x], t[y], style, color=colour, label=name, **kw)
+    unstable = (t["rs_stable"] == False).to_numpy() if "rs_stable" in t.columns else np.zeros(len(t), bool)  # noqa: E712
+    if not unstable.any():
+        ax.plot(t[x], t[y], style, color=colour, label=name, **kw)
+        return
+    near = unstable | np.r_[unstable[1:], False] | np.r_[False, unstable[:-1]]
+    ax.plot(t[x], t[y].where(~unstable), style, color=colour, label=name, **kw)
+    ax.plot(t[x], t[y].where(near), ":", color=colour, **kw)
 
 
 def sim_markers(ax, table: pd.DataFrame, x: str, y: str, *, colour: str, marker: str = "o", name: str | None = None,

@@ -37,6 +37,7 @@ def test_row_is_flat_params_observables_convergence(linear_point):
     row = linear_point.row()
     assert set(LINEAR.to_dict()) <= set(row) and set(OBSERVABLES) <= set(row)
     assert row["converged"] is True and row["n_steps_pretrain"] > 1 and row["n_steps_finetune"] > 1
+    assert row["rs_stable"] is True and 0 < row["replicon"] < 1
 
 
 def test_warm_start_reaches_the_same_point_and_fine_tuning_does_not_depend_on_the_path(linear_point):

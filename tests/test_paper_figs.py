@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -144,3 +145,22 @@ def test_quick_no_sim_real_theory_smoke(tmp_path):
 ])
 def test_each_child_process_gets_one_sigma_and_one_job(argv, sigma, expected):
     assert paper_figs.child_argv(argv, sigma) == expected
+
+
+def test_theory_line_is_dotted_where_the_fixed_point_is_not_rs_stable():
+    import matplotlib.pyplot as plt
+
+    from figures.plotting import theory_line
+
+    t = pd.DataFrame({"x": [0.5, 1.0, 2.0, 4.0], "y": [1.0, 2.0, 3.0, 4.0], "converged": [True] * 4,
+                      "rs_stable": [False, True, True, True]})
+    fig, ax = plt.subplots()
+    theory_line(ax, t, "x", "y", colour="k")
+    solid, dotted = ax.get_lines()
+    assert solid.get_linestyle() == "-" and dotted.get_linestyle() == ":"
+    assert np.isnan(solid.get_ydata()[0]) and list(solid.get_ydata()[1:]) == [2.0, 3.0, 4.0]
+    assert list(dotted.get_ydata()[:2]) == [1.0, 2.0] and np.isnan(dotted.get_ydata()[2:]).all()
+    theory_line(ax, t.assign(rs_stable=True), "x", "y", colour="k")  # all stable, or no column: one line
+    theory_line(ax, t.drop(columns="rs_stable"), "x", "y", colour="k")
+    assert len(ax.get_lines()) == 4
+    plt.close(fig)

@@ -96,12 +96,15 @@ class TheoryPoint:
                        "n_steps": dict(self.n_steps), "diagnostics": dict(self.diagnostics)})
 
     def row(self) -> dict[str, Any]:
-        """Flat record for a DataFrame: the parameters, the observables, ``converged`` and
-        ``n_steps_<part>``."""
+        """Flat record for a DataFrame: the parameters, the observables, ``converged``, ``n_steps_<part>`` and,
+        where the fine-tuning was solved, its replica-symmetry check ``rs_stable`` and ``replicon``
+        (:func:`theory.finetune.rs_stability`)."""
         out: dict[str, Any] = dict(self.params.to_dict())
         out.update(self.observables)
         out["converged"] = self.converged
         out.update({f"n_steps_{k}": v for k, v in self.n_steps.items()})
+        ft = self.diagnostics.get("finetune", {})
+        out.update({k: ft[k] for k in ("rs_stable", "replicon") if k in ft})
         return out
 
     @property
