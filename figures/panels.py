@@ -34,7 +34,8 @@ def _get(tables: Tables, name: str) -> pd.DataFrame | None:
 
 
 def _note(D: int | None) -> str:
-    return "lines: theory (no simulation)" if D is None else f"lines: theory, markers: simulation D={D}"
+    lines = "lines: theory (faded: not RS-stable)"
+    return f"{lines}, no simulation" if D is None else f"{lines}, markers: simulation D={D}"
 
 
 def _frozen_line(ax, *tables: pd.DataFrame | None) -> None:
@@ -108,7 +109,7 @@ def figure3(theory: Tables, sims: Tables, *, sigma: str, stem: str, D: int | Non
         if y == "E_ft":
             _frozen_line(ax, _get(theory, "lam_prime"), _get(sims, "lam_prime"))
         finish(ax, "lam_prime", y, logx=True)
-    fig.suptitle(f"Figure 3 ({sigma}): T=2, κ0=0.5, κ=1, Δ=0.5, α=0.2, α'=3; " + _note(D), fontsize=8)
+    fig.suptitle(f"Figure 3 ({sigma}): T=2, κ0=0.5, κ=1, Δ=0.5, α=0.2, α'=3\n" + _note(D), fontsize=8)
     return save(fig, stem)
 
 

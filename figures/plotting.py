@@ -47,22 +47,32 @@ def select(table: pd.DataFrame, **fixed: Any) -> pd.DataFrame:
     return table[mask]
 
 
+#: Observables of the fine-tuning fixed point itself (with their ``_random`` controls): the ones the
+#: replica-symmetry check of the fine-tuning concerns (``delta_eff``, ``E_frozen`` and the pre-training do not).
+FINETUNE_FIXED_POINT = ("q", "m", "v", "o_w", "E_ft", "L_ft")
+
+
 def theory_line(ax, table: pd.DataFrame, x: str, y: str, *, colour: str, style: str = "-", name: str | None = None,
                 **kw: Any) -> None:
     """Theory ``y(x)`` as a line; points where the solver did not converge are left out (and so visible as gaps).
-    Where the fine-tuning fixed point is not replica-symmetric-stable (``rs_stable`` false: the RS numbers are
-    not expected to be exact, :func:`theory.finetune.rs_stability`) the line is dotted, from its stable
-    neighbours on."""
+    For an observable of the fine-tuning fixed point (:data:`FINETUNE_FIXED_POINT`), the line is faded where that
+    fixed point fails the replica-symmetry check (``rs_stable`` false: the RS numbers are not expected to be
+    exact, :func:`theory.finetune.rs_stability`), from its stable neighbours on; the line style is kept."""
     t = table.sort_values(x)
     if "converged" in t.columns:
         t = t.assign(**{y: t[y].where(t["converged"].astype(bool))})
-    unstable = (t["rs_stable"] == False).to_numpy() if "rs_stable" in t.columns else np.zeros(len(t), bool)  # noqa: E712
+    concerned = y.removesuffix("_random") in FINETUNE_FIXED_POINT and "rs_stable" in t.columns
+    unstable = (t["rs_stable"] == False).to_numpy() if concerned else np.zeros(len(t), bool)  # noqa: E712
     if not unstable.any():
         ax.plot(t[x], t[y], style, color=colour, label=name, **kw)
         return
     near = unstable | np.r_[unstable[1:], False] | np.r_[False, unstable[:-1]]
     ax.plot(t[x], t[y].where(~unstable), style, color=colour, label=name, **kw)
-    ax.plot(t[x], t[y].where(near), ":", color=colour, **kw)
+    ax.plot(t[x], t[y].where(near), style, color=colour, alpha=UNSTABLE_ALPHA, **kw)
+
+
+#: Opacity of a theory line where its fine-tuning fixed point is not RS-stable.
+UNSTABLE_ALPHA = 0.3
 
 
 def sim_markers(ax, table: pd.DataFrame, x: str, y: str, *, colour: str, marker: str = "o", name: str | None = None,

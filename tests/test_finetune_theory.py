@@ -363,3 +363,22 @@ def test_rs_stability_needs_a_replicon_below_one_and_no_jump():
     assert rs_stability(0.5, 0.1, 0.0)
     assert not rs_stability(0.9, 0.05, 0.0)
     assert not rs_stability(0.1, 0.0, 1e-4)
+
+
+def test_jumps_are_probed_on_at_least_jump_samples_draws(monkeypatch):
+    """Rare jumps (8 in 4000 at softmax α' = 0.5) need more draws than a small ``n_mc`` has: the probe takes
+    ``JUMP_SAMPLES`` of the same law where the channel has fewer."""
+    import theory.finetune as tf
+
+    sizes = []
+    real = tf.prox_jump_fraction
+
+    def spy(params, ov, samples, *a, **k):
+        sizes.append(samples.xi.shape[0])
+        return real(params, ov, samples, *a, **k)
+
+    monkeypatch.setattr(tf, "prox_jump_fraction", spy)
+    p = Params(sigma="linear", T=3, alpha_prime=1.0, lam_prime=0.5)
+    r = solve_finetune(p, RS_PRE, n_mc=400, n_test=2000)
+    assert r.converged and r.diagnostics["prox_multimodal_frac"] > 0
+    assert sizes == [tf.JUMP_SAMPLES]

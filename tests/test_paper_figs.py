@@ -147,20 +147,23 @@ def test_each_child_process_gets_one_sigma_and_one_job(argv, sigma, expected):
     assert paper_figs.child_argv(argv, sigma) == expected
 
 
-def test_theory_line_is_dotted_where_the_fixed_point_is_not_rs_stable():
+def test_theory_line_is_faded_where_the_fixed_point_is_not_rs_stable():
     import matplotlib.pyplot as plt
 
-    from figures.plotting import theory_line
+    from figures.plotting import UNSTABLE_ALPHA, theory_line
 
-    t = pd.DataFrame({"x": [0.5, 1.0, 2.0, 4.0], "y": [1.0, 2.0, 3.0, 4.0], "converged": [True] * 4,
-                      "rs_stable": [False, True, True, True]})
+    t = pd.DataFrame({"x": [0.5, 1.0, 2.0, 4.0], "E_ft": [1.0, 2.0, 3.0, 4.0], "delta_eff": [1.0] * 4,
+                      "converged": [True] * 4, "rs_stable": [False, True, True, True]})
     fig, ax = plt.subplots()
-    theory_line(ax, t, "x", "y", colour="k")
-    solid, dotted = ax.get_lines()
-    assert solid.get_linestyle() == "-" and dotted.get_linestyle() == ":"
+    theory_line(ax, t, "x", "E_ft", colour="k", style="--")
+    solid, faded = ax.get_lines()
+    assert solid.get_linestyle() == faded.get_linestyle() == "--"
+    assert solid.get_alpha() is None and faded.get_alpha() == UNSTABLE_ALPHA
     assert np.isnan(solid.get_ydata()[0]) and list(solid.get_ydata()[1:]) == [2.0, 3.0, 4.0]
-    assert list(dotted.get_ydata()[:2]) == [1.0, 2.0] and np.isnan(dotted.get_ydata()[2:]).all()
-    theory_line(ax, t.assign(rs_stable=True), "x", "y", colour="k")  # all stable, or no column: one line
-    theory_line(ax, t.drop(columns="rs_stable"), "x", "y", colour="k")
-    assert len(ax.get_lines()) == 4
+    assert list(faded.get_ydata()[:2]) == [1.0, 2.0] and np.isnan(faded.get_ydata()[2:]).all()
+    # one line: all stable, no column, or an observable the fine-tuning fixed point does not set
+    theory_line(ax, t.assign(rs_stable=True), "x", "E_ft", colour="k")
+    theory_line(ax, t.drop(columns="rs_stable"), "x", "E_ft", colour="k")
+    theory_line(ax, t, "x", "delta_eff", colour="k")
+    assert len(ax.get_lines()) == 5
     plt.close(fig)

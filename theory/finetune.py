@@ -300,6 +300,9 @@ def _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, sc
 
 #: Step of the discontinuity probe of :func:`prox_jump_fraction`: ``ω → ω + JUMP_STEP·√q·u``, ``u ~ N(0, I_T)``.
 JUMP_STEP = 0.05
+#: Fewest samples the solver probes for jumps: at softmax ``α' = 0.5``, ``λ' = 0.5`` 8 of 4000 jump, so 600 draws
+#: (the figures' ``n_mc``) would see none with probability 0.3.
+JUMP_SAMPLES = 4000
 
 
 @partial(jax.jit, static_argnames=("sigma", "n_iter"))
@@ -357,7 +360,7 @@ def rs_stability(replicon: float, replicon_sem: float, jump_frac: float) -> bool
     infinite, so RS is unstable wherever such jumps have a positive density, whatever the local part
     (``diagnostics["prox_jump_frac"]``, :func:`prox_jump_fraction`; about ``prox_jump_frac / JUMP_STEP`` jumps
     per unit of ``ω/√q``; 0 without probing where no sample's prox has two minima,
-    ``prox_multimodal_frac = 0``). Stable: ``λ_R + 3·sem < 1`` and no jump among the samples."""
+    ``prox_multimodal_frac = 0``; probed on at least ``JUMP_SAMPLES`` draws). Stable: ``λ_R + 3·sem < 1`` and no jump among the samples."""
     return bool(replicon + 3 * replicon_sem < 1.0 and jump_frac == 0.0)
 
 
@@ -693,8 +696,13 @@ def _solve(params: Params, pre: Any, op: PretrainOrderParams, *, fresh_only: boo
             root.pop("point", None), root.pop("out", None)
     q, m = (ov.q, ov.m) if ok else (float("nan"), float("nan"))
     if ok:
-        # a jump needs two coexisting minima: where no sample has them, the probe is skipped
-        jumps = prox_jump_fraction(params, ov, samples, q0, n_iter, key) if diag["prox_multimodal_frac"] > 0 else 0.0
+        # a jump needs two coexisting minima: where no sample has them, the probe is skipped; it runs on at least
+        # JUMP_SAMPLES draws of the same law (the rare jumps need them), the channel's own when it has as many
+        jumps = 0.0
+        if diag["prox_multimodal_frac"] > 0:
+            probe = samples if n_mc >= JUMP_SAMPLES else channel_samples(
+                params, pre, bW, JUMP_SAMPLES, key, fresh_only=fresh_only)[0]
+            jumps = prox_jump_fraction(params, ov, probe, q0, n_iter, key)
         diag.update(replicon_sem=sem["replicon"], prox_jump_frac=jumps,
                     rs_stable=rs_stability(diag["replicon"], sem["replicon"], jumps))
     E_ft, E_fr, s1, s0 = errors(q, m) if ok else (float("nan"),) * 4
