@@ -35,8 +35,9 @@ from lora_attn.sweep import grid, run_sweep
 
 #: Bump when a change of the code changes cached numbers: per kind of point (theory lines changed with the
 #: quasi-Monte Carlo channel draws (3), the ground-state selection of the fine-tuning fixed point (4) and the
-#: replica-symmetry check in the rows (5), probed on at least 4000 draws (6); the simulations did not).
-CACHE_VERSION = {"theory": 6}
+#: replica-symmetry check in the rows (5), probed on at least 4000 draws (6), the prox leaving concave starts (7);
+#: the simulations did not).
+CACHE_VERSION = {"theory": 7}
 DEFAULT_CACHE_VERSION = 2
 #: Monte-Carlo draws of the fine-tuning channel for the theory lines (full, quick). At 600 a line point
 #: differs from n_mc = 4000 by ≲ 2 % in E_ft (the Monte-Carlo bias of the fixed point, measured at the

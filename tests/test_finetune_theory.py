@@ -17,10 +17,11 @@ from theory.finetune import (
     FinetuneResult,
     PretrainOrderParams,
     _draws,
+    _channel_inputs,
     _channel_pairs,
     _draws_mc,
-    _fit,
     _linear_errors,
+    _prox_objective,
     _root_fallback,
     _target,
     _test_errors,
@@ -305,14 +306,13 @@ def test_replicon_is_the_finite_difference_response_of_the_prox():
     ov = FinetuneOverlaps(q=1.19, m=0.96, v=0.04)
     samples, _ = channel_samples(p, RS_PRE, 1.0, 300, 3)
     law_q0, n_iter, eps = 1.0, 30, 1e-3
-    omega = jnp.sqrt(ov.q) * samples.xi
-    cs = (ov.m / ov.q) * omega + jnp.sqrt(law_q0 - ov.m ** 2 / ov.q) * samples.eta
+    omega, cs = _channel_inputs(ov.q, ov.m, law_q0, samples.xi, samples.eta)
 
     def one(om, c, A, H):
         target = _target(c, H, law_q0, p.sigma, p.beta)
 
         def g_at(o):
-            phi = lambda z: jnp.sum((z - o) ** 2) / (2 * ov.v) + _fit(z, ov.q, A, target, p.sigma, p.beta)  # noqa: E731
+            phi = _prox_objective(o, ov.v, ov.q, A, target, p.sigma, p.beta)
             return (prox_multistart(phi, o, ov.v, n_iter=n_iter)[0] - o) / ov.v
 
         J = jnp.stack([(g_at(om + eps * e) - g_at(om - eps * e)) / (2 * eps) for e in jnp.eye(3)], axis=1)

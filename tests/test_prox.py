@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from theory.prox import newton_steps, prox_multistart, start_agreement
@@ -35,6 +35,8 @@ def test_quadratic_prox_is_the_linear_solve(omega, entries, V):
 def test_quartic_prox_is_a_minimum_below_omega_and_zero(omega, target, V):
     """A double-well loss (‖z‖² − c)²: the kept point is stationary, has a positive-definite Hessian, and its
     objective is not above those of ω, of 0 and of the radial points at the bottom of the well."""
+    # at ω = 0 the minimisers of the isotropic loss form a sphere: no minimum is isolated (Hessian singular)
+    assume(float(np.linalg.norm(omega)) > 1e-3)
     w = jnp.array(omega)
     phi = lambda z: jnp.sum((z - w) ** 2) / (2 * V) + (jnp.sum(z**2) - target) ** 2  # noqa: E731
     z, converged, _, _ = prox_multistart(phi, w, V)
@@ -72,3 +74,15 @@ def test_newton_stops_when_no_step_lowers_the_objective(omega, target, V):
     zb, _ = jax.vmap(lambda o: newton_steps(lambda x: jnp.sum((x - o) ** 2) / (2 * V) + (jnp.sum(x**2) - target) ** 2,
                                             o, 200, V, gtol=0.0))(jnp.stack([w, 2 * w + 0.3]))
     np.testing.assert_allclose(np.asarray(zb[0]), np.asarray(z), rtol=0, atol=1e-7 * (1 + V))
+
+
+def test_prox_leaves_a_strongly_concave_start():
+    """Every start near the maximum z = 0 of φ (Hessian ≈ −11.8 I): the Gershgorin-shifted Newton step is then
+    nearly singular and overshoots at every step size; the gradient step of length 1/curvature gets out. Found
+    by hypothesis (ω = 0.01·(1, −0.7, 0.2), V = 5, c = 3: the prox stayed at ω, unconverged)."""
+    w = 0.01 * jnp.array([1.0, -0.7, 0.2])
+    V, c = 5.0, 3.0
+    phi = lambda z: jnp.sum((z - w) ** 2) / (2 * V) + (jnp.sum(z**2) - c) ** 2  # noqa: E731
+    z, converged, _, _ = prox_multistart(phi, w, V)
+    assert bool(converged) and float(jnp.linalg.eigvalsh(jax.hessian(phi)(z))[0]) > 0
+    assert float(phi(z)) < float(phi(w)) - 1.0

@@ -95,7 +95,7 @@ from lora_attn.params import ParameterError, Params  # noqa: E402
 from theory.fixed_point import fixed_point  # noqa: E402
 from theory.order_params import PretrainOrderParams  # noqa: E402,F401  (re-exported)
 from theory.pretrain_channel import n_entries, sobol_normals, sobol_size, to_matrix, variance_factors  # noqa: E402
-from theory.prox import START_SCALES, newton_minimise, prox_multistart  # noqa: E402
+from theory.prox import START_SCALES, distinct, newton_minimise, prox_multistart  # noqa: E402
 from theory.reuse import (  # noqa: E402
     c_T,
     offdiag_mean_square,
@@ -263,6 +263,17 @@ def _loss(z, cs, q, A, H, q0, sigma, beta):
     return _fit(z, q, A, _target(cs, H, q0, sigma, beta), sigma, beta)
 
 
+def _channel_inputs(q, m, q0, xi, eta):
+    """``ω = √q ξ`` and the teacher's ``χ* = (m/q)ω + √(q0 − m²/q) η`` (the channel's Gaussian pair)."""
+    omega = jnp.sqrt(q) * xi
+    return omega, (m / q) * omega + jnp.sqrt(jnp.maximum(q0 - m * m / q, 0.0)) * eta
+
+
+def _prox_objective(om, v, q, A, target, sigma, beta):
+    """``φ_ω(z) = ‖z − ω‖²/(2v) + ‖σ(A + zzᵀ − qI) − target‖_F²``: the proximal problem of one sample."""
+    return lambda z: jnp.sum((z - om) ** 2) / (2 * v) + _fit(z, q, A, target, sigma, beta)
+
+
 def _channel(q, m, v, q0, law, beta, draws, sigma: str, n_iter: int):
     """Per-sample integrands of the conjugates and of ``L_ft`` on fresh pairs drawn from ``law``."""
     xi, eta, G1, G2 = draws
@@ -274,14 +285,13 @@ def _channel(q, m, v, q0, law, beta, draws, sigma: str, n_iter: int):
 def _channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, scales=START_SCALES):
     """Per-sample integrands of the conjugates and of ``L_ft`` (module doc) at explicit frozen pairs ``(A, H)``;
     the prox starts from ``s·ω`` for ``s`` in ``scales``."""
-    omega = jnp.sqrt(q) * xi
-    cs = (m / q) * omega + jnp.sqrt(jnp.maximum(q0 - m * m / q, 0.0)) * eta
+    omega, cs = _channel_inputs(q, m, q0, xi, eta)
 
     def one(om, c, Ai, Hi):
         # the label is fixed during the prox: computed once, not in every loss evaluation
         target = _target(c, Hi, q0, sigma, beta)
         fit = lambda z, qq: _fit(z, qq, Ai, target, sigma, beta)  # noqa: E731
-        phi = lambda z: jnp.sum((z - om) ** 2) / (2 * v) + fit(z, q)  # noqa: E731
+        phi = _prox_objective(om, v, q, Ai, target, sigma, beta)
         z, conv, multi, amb = prox_multistart(phi, om, v, n_iter=n_iter, scales=scales)
         T = z.shape[0]
         K = jnp.eye(T) / v + jax.hessian(fit, argnums=0)(z, q)
@@ -312,13 +322,11 @@ def _prox_discontinuities(q, m, v, q0, beta, xi, eta, A, H, u, h, sigma: str, n_
     ``χ̂(ω')`` on ``φ_ω``; on a continuous branch each lands on the other end's minimiser. A switch of the global
     minimum between two coexisting minima (a Maxwell point) or the loss of a basin (a fold) fails one of them,
     with the multistart's minimiser the lower of the two at that end."""
-    omega = jnp.sqrt(q) * xi
-    cs = (m / q) * omega + jnp.sqrt(jnp.maximum(q0 - m * m / q, 0.0)) * eta
+    omega, cs = _channel_inputs(q, m, q0, xi, eta)
 
     def one(om, c, Ai, Hi, ui):
         target = _target(c, Hi, q0, sigma, beta)
-        def phi_at(o):
-            return lambda z: jnp.sum((z - o) ** 2) / (2 * v) + _fit(z, q, Ai, target, sigma, beta)
+        phi_at = lambda o: _prox_objective(o, v, q, Ai, target, sigma, beta)  # noqa: E731
 
         om1 = om + h * jnp.sqrt(q) * ui
         phi0, phi1 = phi_at(om), phi_at(om1)
@@ -326,11 +334,10 @@ def _prox_discontinuities(q, m, v, q0, beta, xi, eta, A, H, u, h, sigma: str, n_
         z1 = prox_multistart(phi1, om1, v, n_iter=n_iter)[0]
         forward = newton_minimise(phi1, z0, n_iter, v)
         backward = newton_minimise(phi0, z1, n_iter, v)
-        apart = lambda a, b: jnp.linalg.norm(a - b) > 1e-4 * (1.0 + jnp.linalg.norm(b))  # noqa: E731
         # a distinct end counts only if the multistart's minimiser is the lower one there (else the multistart,
         # not the prox, was discontinuous)
-        return ((apart(forward, z1) & (phi1(z1) <= phi1(forward)))
-                | (apart(backward, z0) & (phi0(z0) <= phi0(backward))))
+        return ((distinct(forward, z1) & (phi1(z1) <= phi1(forward)))
+                | (distinct(backward, z0) & (phi0(z0) <= phi0(backward))))
 
     return jax.vmap(one)(omega, cs, A, H, u)
 

@@ -15,7 +15,9 @@ the argmin is then not well defined and the replica-symmetric channel is doubtfu
 Newton step: ``−(H + μI)⁻¹∇φ`` with the Levenberg shift ``μ = max(0, 1e-3/V − min_i(H_ii − Σ_{j≠i}|H_ij|))``
 (Gershgorin: ``H + μI`` is positive definite, so the step descends even at saddles) applied only
 where ``H`` itself is not safely positive definite (pure Newton there, for quadratic convergence), followed by the best
-of the step sizes ``1, 1/2, …, 1/32`` (branch-free, so it vmaps); at most ``n_iter`` iterations, fewer once the
+of the step sizes ``1, 1/2, …, 1/32`` and of a gradient step ``−∇φ/(1e-3/V + |min_i(H_ii − Σ_{j≠i}|H_ij|)|)``
+(at a strongly concave point the shifted ``H`` is nearly singular and every size of its step overshoots;
+branch-free, so it vmaps); at most ``n_iter`` iterations, fewer once the
 gradient is negligible.
 """
 
@@ -63,7 +65,10 @@ def newton_steps(phi: Callable, z0, n_iter: int, V, gtol: float = 1e-10):
         pd = jnp.all(jnp.isfinite(jnp.linalg.cholesky(H)))
         # pure Newton where H is positive definite (quadratic convergence), shifted elsewhere
         step = -jnp.linalg.solve(H + jnp.where(pd, 0.0, mu) * jnp.eye(z.shape[0]), g)
-        cand = z[None, :] + STEP_SIZES[:, None] * step[None, :]
+        # and a gradient step of length 1/curvature: where H is strongly concave (a maximum of φ, H ≈ −cI) the
+        # shifted H is nearly singular and every step size of the shifted step overshoots
+        descent = -g / (floor + jnp.abs(jnp.min(jnp.diag(H) - off)))
+        cand = jnp.concatenate([z[None, :] + STEP_SIZES[:, None] * step[None, :], (z + descent)[None, :]])
         vals = jax.vmap(phi)(cand)
         k = jnp.argmin(vals)
         phi_z = phi(z)
@@ -86,13 +91,23 @@ def newton_steps(phi: Callable, z0, n_iter: int, V, gtol: float = 1e-10):
     return z, steps
 
 
+#: Two minimisers are distinct minima when they lie further apart than ``DISTINCT·(1 + ‖z‖)``: far above the
+#: Newton loop's accuracy (its gradient test), far below the distance between the basins of the quartic loss.
+DISTINCT = 1e-4
+
+
+def distinct(a, b):
+    """Whether the points ``a`` (``(T,)`` or ``(n, T)``) lie in another minimum than ``b`` (``(T,)``)."""
+    return jnp.linalg.norm(a - b, axis=-1) > DISTINCT * (1.0 + jnp.linalg.norm(b))
+
+
 def start_agreement(zs, vals, k):
     """Flags of a multistart minimisation kept at start ``k``: ``multimodal`` (another start ended at a
-    distinct point, relative distance > 1e-4) and ``ambiguous`` (a distinct point with an objective within a
-    relative 1e-6 of the kept one: the choice between minima is not resolved)."""
+    :func:`distinct` point) and ``ambiguous`` (a distinct point with an objective within a relative 1e-6 of
+    the kept one: the choice between minima is not resolved)."""
     z = zs[k]
-    distinct = jnp.linalg.norm(zs - z[None, :], axis=1) > 1e-4 * (1.0 + jnp.linalg.norm(z))
-    return jnp.any(distinct), jnp.any(distinct & (vals - vals[k] < 1e-6 * (1.0 + jnp.abs(vals[k]))))
+    apart = distinct(zs, z)
+    return jnp.any(apart), jnp.any(apart & (vals - vals[k] < 1e-6 * (1.0 + jnp.abs(vals[k]))))
 
 
 def prox_multistart(phi: Callable, omega, V, n_iter: int = 20, gtol: float = 1e-7, scales=START_SCALES):
