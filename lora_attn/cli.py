@@ -177,8 +177,8 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lora_attn.validate import (compare, compare_paired, finetune_key_spread, finetune_names, format_table,
-                                    merge_sems, paired_points, plot_validation, pretrain_inputs, rs_note,
+    from lora_attn.validate import (AtSize, compare, compare_paired, finetune_key_spread, finetune_names,
+                                    format_table, merge_sems, paired_points, plot_validation, pretrain_inputs, rs_note,
                                     theory_at_measured_pretrain)
     from theory.api import check
 
@@ -205,6 +205,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"[validate] theory at {', '.join(f'{k}={v}' for k, v in params.to_dict().items())}",
           file=sys.stderr, flush=True)
     fed = args.pretrain_from == "simulation"
+    at_size = AtSize() if args.theory_at_infinity else AtSize.for_params(params)
     if fed and params.reuse == 0:
         th = None
     else:
@@ -231,7 +232,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 order = pretrain_inputs(means.Q0, means.Q, means.M, V)
                 tsem = merge_sems(tsem, finetune_key_spread(params, order, q0=float(means.q0), n_mc=args.n_mc,
                                                             keys=args.finetune_keys, progress=True))
-        v = compare_paired(paired_points(per_size, finetune_names(params), tsem), z_max=args.z_max,
+        v = compare_paired(paired_points(per_size, finetune_names(params), tsem, at_size), z_max=args.z_max,
                            criterion=args.criterion)
     else:
         converged = th.converged
@@ -248,7 +249,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                          names=finetune_names(params), progress=True)
             tsem = merge_sems(tsem, spread)
         v = compare(th.observables, sims, names=names, z_max=args.z_max, theory_sem=tsem,
-                    criterion=args.criterion)
+                    criterion=args.criterion, at_size=at_size)
     print(format_table(v))
     if args.out is not None:
         from lora_attn.sweep import write_table
@@ -372,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the pre-training order parameters the fine-tuning theory is fed: the pre-training "
                          "theory's (default: both stages validated), or each seed's measured Q0, Q, M, q0 "
                          "(the fine-tuning stage alone, seed by seed; reused sequences take V from the theory)")
+    va.add_argument("--theory-at-infinity", action="store_true",
+                    help="compare with the D = ∞ theory at every D (default: linear-σ test errors carry the exact "
+                         "output-Gram factor 1 + c_T/D of theory.finite_size, c_3 = 5.5)")
     va.add_argument("--cache-dir", default=None, help="reuse trained pre-training weights")
     va.add_argument("--out", default=None, help="write the table (.csv or .parquet)")
     va.add_argument("--plot", default=None, metavar="PATH", help="draw gap against 1/D per observable (.png/.pdf)")

@@ -2,7 +2,9 @@
 
 For every observable the theory predicts, the simulation at each ``D`` gives a seed mean and its
 standard error; ``z = (sim − theory)/√(sem² + sem_theory²)`` (the theory's own Monte-Carlo error, where it
-has one). The gap ``sim − theory`` is fitted as ``a + b/D`` over the sizes (least squares, weights
+has one). The theory is taken at each ``D`` where an exact finite-``D`` factor of the data model is known
+(``theory.finite_size``: linear ``σ`` test errors); the ``D = ∞`` value is the table's ``theory_inf``. The gap
+``sim − theory`` is fitted as ``a + b/D`` over the sizes (least squares, weights
 ``1/sem²``) so a reader sees whether it extrapolates to zero. An observable *disagrees* when ``|z| > z_max``
 at the largest ``D`` (``criterion="largest"``, the default) or when the extrapolated gap ``a`` is more than
 ``z_max`` of its standard errors from zero (``criterion="extrapolated"``).
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,7 @@ def compare(
     z_max: float = 3.0,
     theory_sem: Mapping[str, float] | None = None,
     criterion: str = "largest",
+    at_size: "AtSize | None" = None,
 ) -> Validation:
     """Compare ``theory`` (``{name: value}``) with :class:`simulate.run.SimulationResult` objects.
 
@@ -47,23 +50,44 @@ def compare(
     the ``1/D`` extrapolation ``gap_inf`` (intercept of ``gap = a + b/D``) and its standard error.
     ``theory_sem``: Monte-Carlo standard errors of theory values (added in quadrature; 0 when absent).
     ``criterion``: ``"largest"`` (``|z| ≤ z_max`` at the largest ``D``) or ``"extrapolated"``
-    (``|gap_inf| ≤ z_max·gap_inf_err``).
+    (``|gap_inf| ≤ z_max·gap_inf_err``). ``at_size``: the theory's value and error at a finite ``D``
+    (:class:`AtSize`; default: the ``D = ∞`` values at every ``D``).
     """
     _check_criterion(criterion)
     sims = sorted(simulations, key=lambda r: r.D)
     if not sims:
         raise ValueError("compare needs at least one simulation")
     tsem = _finite_sems(theory_sem)
+    at = at_size or AtSize()
     names = [n for n in (names or theory) if n in theory and all(n in s.observables for s in sims)]
-    points = [GapPoint(name, s.D, s.seeds, float(theory[name]), s.observables[name], s.sem[name],
-                       tsem.get(name, 0.0)) for name in names for s in sims]
+    points = [GapPoint(name, s.D, s.seeds, at.value(name, float(theory[name]), s.D), s.observables[name],
+                       s.sem[name], at.sem(name, tsem.get(name, 0.0), s.D), float(theory[name]))
+              for name in names for s in sims]
     return _validation(points, z_max, criterion)
 
 
 @dataclass(frozen=True)
+class AtSize:
+    """The theory at a finite ``D``: ``value(name, v, D)`` and ``sem(name, s, D)`` map a ``D = ∞`` value and
+    its Monte-Carlo error to size ``D``. The default leaves both unchanged; :meth:`for_params` applies
+    ``theory.finite_size`` (the exact output-Gram factor of linear ``σ`` test errors)."""
+
+    value: Callable[[str, float, int], float] = lambda name, v, D: v
+    sem: Callable[[str, float, int], float] = lambda name, s, D: s
+
+    @classmethod
+    def for_params(cls, params: Any) -> "AtSize":
+        from theory import finite_size
+
+        return cls(value=lambda name, v, D: finite_size.theory_at(name, v, D, params),
+                   sem=lambda name, s, D: finite_size.sem_at(name, s, D, params))
+
+
+@dataclass(frozen=True)
 class GapPoint:
-    """One observable at one ``D``: seed-mean theory and simulation, the standard error of their gap over
-    seeds (``sem``) and the theory's own Monte-Carlo error (``theory_sem``, common to every seed)."""
+    """One observable at one ``D``: seed-mean theory (at that ``D``, see :class:`AtSize`) and simulation,
+    the standard error of their gap over seeds (``sem``), the theory's own Monte-Carlo error (``theory_sem``,
+    common to every seed) and the theory's ``D = ∞`` value (``theory_inf``; ``theory`` when not given)."""
 
     observable: str
     D: int
@@ -72,24 +96,29 @@ class GapPoint:
     sim: float
     sem: float
     theory_sem: float = 0.0
+    theory_inf: float | None = None
 
 
 def paired_points(per_size: Sequence[tuple[int, pd.DataFrame, pd.DataFrame]], names: Sequence[str],
-                  theory_sem: Mapping[str, float] | None = None) -> list[GapPoint]:
+                  theory_sem: Mapping[str, float] | None = None, at_size: AtSize | None = None) -> list[GapPoint]:
     """Gap points from per-seed pairs: for each ``(D, sim_rows, theory_rows)`` (one row per seed, the
     theory solved at that seed's own measured inputs), the gap is the seed mean of ``sim − theory`` and
-    its error the standard error of those differences, so the seed-to-seed spread of the inputs cancels."""
+    its error the standard error of those differences, so the seed-to-seed spread of the inputs cancels.
+    ``at_size``: the theory at each ``D`` (:class:`AtSize`)."""
     tsem = _finite_sems(theory_sem)
+    at = at_size or AtSize()
     points = []
     for D, sim_rows, th_rows in sorted(per_size, key=lambda t: t[0]):
         for name in names:
             if name not in sim_rows or name not in th_rows:
                 continue
-            diff = sim_rows[name].to_numpy(dtype=float) - th_rows[name].to_numpy(dtype=float)
+            th_inf = th_rows[name].to_numpy(dtype=float)
+            th = np.array([at.value(name, float(v), int(D)) for v in th_inf])
+            diff = sim_rows[name].to_numpy(dtype=float) - th
             n = int(np.isfinite(diff).sum())
             sem = float(np.nanstd(diff, ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
-            points.append(GapPoint(name, int(D), n, float(np.nanmean(th_rows[name])),
-                                   float(np.nanmean(sim_rows[name])), sem, tsem.get(name, 0.0)))
+            points.append(GapPoint(name, int(D), n, float(np.nanmean(th)), float(np.nanmean(sim_rows[name])), sem,
+                                   at.sem(name, tsem.get(name, 0.0), int(D)), float(np.nanmean(th_inf))))
     return points
 
 
@@ -123,7 +152,9 @@ def _validation(points: Sequence[GapPoint], z_max: float, criterion: str) -> Val
         for p, gap in zip(group, gaps):
             ok = p.sem and math.isfinite(p.sem) and p.sem > 0
             z = gap / math.hypot(p.sem, p.theory_sem) if ok else float("nan")
-            rows.append({"observable": name, "D": p.D, "seeds": p.seeds, "theory": p.theory, "sim": p.sim,
+            th_inf = p.theory if p.theory_inf is None else p.theory_inf
+            rows.append({"observable": name, "D": p.D, "seeds": p.seeds, "theory": p.theory,
+                         "theory_inf": th_inf, "sim": p.sim,
                          "sem": p.sem, "theory_sem": p.theory_sem, "gap": gap, "z": z, "gap_inf": a,
                          "gap_inf_err": a_err, "gap_slope": b})
     table = pd.DataFrame(rows)
@@ -156,6 +187,10 @@ def format_table(v: Validation) -> str:
         for i, r in enumerate(group.itertuples()):
             trend = f"{r.gap_inf:+.4g} ± {r.gap_inf_err:.2g}" if i == 0 and math.isfinite(r.gap_inf) else ""
             lines.append(f"{name:<12} {r.D:>5} {r.theory:>11.5g} {r.sim:>11.5g} {r.sem:>9.2g} {r.z:>7.2f}   {trend}")
+    shifted = sorted(set(v.table.loc[v.table["theory"] != v.table["theory_inf"], "observable"])) if len(v.table) else []
+    if shifted:
+        lines.append(f"theory at D for {', '.join(shifted)}: the D = ∞ value with the exact output-Gram factor "
+                     "(theory.finite_size); the D = ∞ value is the table's theory_inf")
     status = "all agree" if v.ok else "DISAGREE: " + ", ".join(v.disagree)
     where = "at the largest D" if v.criterion == "largest" else "for the gap extrapolated to D = ∞"
     lines.append(f"|z| ≤ {v.z_max:g} {where}: {status}")

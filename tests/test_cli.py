@@ -183,7 +183,7 @@ def test_validate_agreement_exits_0_with_table_plot_and_output(monkeypatch, tmp_
     calls = _stub(monkeypatch, lambda name, D: 1.0 / D)  # a 1/D gap: z = 10, 5 at the sizes, 0 extrapolated
     out, plot = tmp_path / "v.csv", tmp_path / "v.png"
     rc = main(["validate", "--sigma", "linear", "--D", "40,20", "--seeds", "2", "--z-max", "6", "--out", str(out),
-               "--plot", str(plot)])
+               "--plot", str(plot), "--theory-at-infinity"])
     text = capsys.readouterr().out
     assert rc == 0 and calls == [20, 40]
     assert "all agree" in text and all(name in text for name in OBSERVABLES)
@@ -192,23 +192,43 @@ def test_validate_agreement_exits_0_with_table_plot_and_output(monkeypatch, tmp_
     assert table["gap_inf"].abs().max() < 1e-9 and plot.stat().st_size > 1000
 
 
+@pytest.mark.parametrize("at_infinity", [False, True])
+def test_validate_carries_linear_test_errors_to_D_by_the_output_gram_factor(monkeypatch, capsys, at_infinity):
+    from theory.finite_size import TEST_ERRORS, linear_test_error_at
+
+    def gap(name, D):  # the simulation has exactly the output-Gram bias of theory.finite_size
+        v = 1.0 + OBSERVABLES.index(name)
+        return linear_test_error_at(v, T=3, D=D, delta=0.5) - v if name in TEST_ERRORS else 0.0
+
+    _stub(monkeypatch, gap)
+    flags = ["--theory-at-infinity"] if at_infinity else []
+    rc = main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", *flags])
+    text = capsys.readouterr().out
+    if at_infinity:
+        assert rc == 1 and "DISAGREE: E_pre" in text
+    else:
+        assert rc == 0 and "all agree" in text and "exact output-Gram factor" in text
+
+
+# The stubs below give every observable the same gap; --theory-at-infinity keeps the exact output-Gram
+# factor of linear test errors (tested above) out of what they test.
 def test_validate_disagreement_at_the_largest_D_exits_1(monkeypatch, capsys):
     _stub(monkeypatch, lambda name, D: 0.05 if name == "E_ft" else 0.0)
-    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2"]) == 1
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--theory-at-infinity"]) == 1
     assert "DISAGREE: E_ft" in capsys.readouterr().out
 
 
 def test_validate_extrapolated_criterion_forgives_a_1_over_D_gap(monkeypatch, capsys):
     _stub(monkeypatch, lambda name, D: 2.0 / D)  # z = 5 at D = 40, but extrapolates to 0
-    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2"]) == 1
-    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--criterion", "extrapolated"]) == 0
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--theory-at-infinity"]) == 1
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--theory-at-infinity", "--criterion", "extrapolated"]) == 0
 
 
 def test_validate_passes_theory_replicas_and_training_gram(monkeypatch, capsys):
     _stub(monkeypatch, lambda name, D: 0.0)
-    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2"]) == 0
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--theory-at-infinity"]) == 0
     assert _stub.solve_kw["pretrain_replicas"] == 4 and _stub.run_kw["train_gram"] == "tokens"
-    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--replicas", "2",
+    assert main(["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "2", "--theory-at-infinity", "--replicas", "2",
                  "--train-gram", "identity"]) == 0
     assert _stub.solve_kw["pretrain_replicas"] == 2 and _stub.run_kw["train_gram"] == "identity"
 
@@ -246,7 +266,7 @@ def test_validate_pretrain_from_simulation_feeds_each_seeds_measured_order_param
 
     monkeypatch.setattr(theory, "solve", fake_solve)
     monkeypatch.setattr(simulate, "run", fake_run)
-    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--pretrain-from", "simulation",
+    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--theory-at-infinity", "--pretrain-from", "simulation",
             "--finetune-keys", "0"]
     assert main(argv + ["--criterion", "extrapolated"]) == 0
     text = capsys.readouterr().out
@@ -283,7 +303,7 @@ def test_validate_adds_the_theorys_spread_over_monte_carlo_keys(monkeypatch, cap
 
     monkeypatch.setattr(theory, "solve", fake_solve)
     monkeypatch.setattr(simulate, "run", fake_run)
-    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--pretrain-from", "simulation"]
+    argv = ["validate", "--sigma", "linear", "--D", "20,40", "--seeds", "5", "--theory-at-infinity", "--pretrain-from", "simulation"]
     out = tmp_path / "v.csv"
     assert main(argv + ["--finetune-keys", "0"]) == 1  # q is 0.02 above the key-0 theory: z ≈ 40
     keys_seen.clear()
