@@ -36,8 +36,8 @@ def test_factor_is_above_one_and_tends_to_one(T, D):
 @pytest.mark.parametrize("T, D, delta", [(3, 12, 0.5), (2, 9, 0.0), (4, 7, 1.0)])
 def test_simulated_linear_test_error_has_the_exact_factor(T, D, delta):
     """The simulator's test error (1/D)‖(A_Ŵ + R_ŵ − A_W0 − R_w* − √Δ Z)X‖², averaged over many fresh test
-    sequences for fixed weights, equals the D = ∞ error at the same weights, T(T+1) Tr(Δ²)/D² + Δ T(T+1)/2,
-    carried to D by theory.finite_size (Δ = S_Ŵ + ŵŵᵀ − S_0 − w*w*ᵀ)."""
+    sequences for fixed weights, equals the D = ∞ error at the same weights, T(T+1) Tr(Ψ²)/D² + Δ T(T+1)/2,
+    carried to D by theory.finite_size (Ψ = S_Ŵ + ŵŵᵀ − S_0 − w*w*ᵀ; Δ the noise variance)."""
     key = jax.random.PRNGKey(T * 100 + D)
     k_teacher, k_W, k_w, k_test = jax.random.split(key, 4)
     P = P0 = D

@@ -2,18 +2,18 @@
 
 The layer's output carries the tokens: a test error is ``(1/D)‖E X‖_F² = Tr(E G E)`` with the token Gram
 ``G = XXᵀ/D``, which is ``I_T`` only as ``D → ∞`` (MODEL.md §7). For linear ``σ`` the error matrix of a
-test sequence is ``E = (X Δ Xᵀ − Tr(Δ) I_T)/D − √Δ Z`` for a symmetric ``D×D`` matrix ``Δ`` fixed by the
+test sequence is ``E = (X Ψ Xᵀ − Tr(Ψ) I_T)/D − √Δ Z`` for a symmetric ``D×D`` matrix ``Ψ`` fixed by the
 trained weights (``S_Ŵ + ŵŵᵀ − S_0 − w*w*ᵀ``, with ``β_W`` where recalibrated), which the test sequence
-does not enter. Wick's theorem over the Gaussian tokens then gives, for any such ``Δ`` and every ``D``,
+does not enter. Wick's theorem over the Gaussian tokens then gives, for any such ``Ψ`` and every ``D``,
 
-    E_X[(1/D)‖(X Δ Xᵀ − Tr Δ I)X‖_F²/D²] = (1 + c_T/D) · T(T + 1) Tr(Δ²)/D²,
+    E_X[(1/D)‖(X Ψ Xᵀ − Tr Ψ I)X‖_F²/D²] = (1 + c_T/D) · T(T + 1) Tr(Ψ²)/D²,
     c_T = (T² + 3T + 4)/(T + 1)                      (c_3 = 5.5, MODEL.md §7's "+5.5/D"),
 
 from the index patterns of ``Σ_abc E[F_ab (G_bc − δ_bc) F_ca]``: ``a = b = c`` (third cumulant of three
-quadratic forms, ``8 Tr Δ²``), two equal indices (``2 Tr Δ²`` each, three patterns) and three distinct ones
-(``Tr Δ²``). The noise part ``Δ T(T + 1)/2`` is exact (``Z`` is independent of ``X``, ``E G = I``), and
+quadratic forms, ``8 Tr Ψ²``), two equal indices (``2 Tr Ψ²`` each, three patterns) and three distinct ones
+(``Tr Ψ²``). The noise part ``Δ T(T + 1)/2`` is exact (``Z`` is independent of ``X``, ``E G = I``), and
 the cross term vanishes. So the linear test errors at ``D`` are the ``D → ∞`` ones with their signal part
-scaled by ``1 + c_T/D``; what remains of a gap is the finite-``D`` shift of ``Tr(Δ²)/D²`` itself (the order
+scaled by ``1 + c_T/D``; what remains of a gap is the finite-``D`` shift of ``Tr(Ψ²)/D²`` itself (the order
 parameters), which this module does not model. For softmax ``σ`` the factor has no closed form (MODEL.md §7
 measures it at ``≤ 1.5 %``) and the theory is left at ``D = ∞``.
 """
@@ -34,7 +34,7 @@ def output_gram_constant(T: int) -> float:
 
 
 def output_gram_factor(T: int, D: int) -> float:
-    """``1 + c_T/D = E_X[(1/D)‖F X‖_F²] / E_X[‖F‖_F²]`` for ``F = (XΔXᵀ − Tr Δ I)/D``, any fixed ``Δ``."""
+    """``1 + c_T/D = E_X[(1/D)‖F X‖_F²] / E_X[‖F‖_F²]`` for ``F = (XΨXᵀ − Tr Ψ I)/D``, any fixed ``Ψ``."""
     if D < 1:
         raise ValueError(f"D = {D}: allowed an integer D ≥ 1")
     return 1.0 + output_gram_constant(T) / D
