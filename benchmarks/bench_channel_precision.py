@@ -1,6 +1,6 @@
 """Monte-Carlo precision of the softmax pre-training theory: the spread of the SOLVED fixed point over
 independent draw sets, for i.i.d. against scrambled-Sobol' draws and the Stein against the derivative
-estimator of ``m̂`` (:mod:`theory.pretrain_channel`).
+estimator of ``m̂`` (:mod:`theory.channels.pretrain`).
 
 Usage: ``python benchmarks/bench_channel_precision.py [--n 4096] [--keys 8] [--T 3] [--alpha 0.1] [--lam 0.1]``.
 Prints, per configuration, the mean and the standard deviation over keys of ``Q, M, V, E_pre, L_pre`` and
@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-import theory.pretrain_channel as channel_module
-from lora_attn import Params
-from theory.pretrain import solve_pretrain
+import theory.channels.pretrain as channel_module
+from model.params import Params
+from theory.stages.pretrain import solve_pretrain
 
 FIELDS = ("Q", "M", "V", "E_pre", "L_pre")
 

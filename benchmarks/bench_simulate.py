@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lora_attn import Params
+from model.params import Params
 from simulate import run
 
 

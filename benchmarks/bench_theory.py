@@ -9,8 +9,8 @@ Usage: ``python benchmarks/bench_theory.py [--sigma linear softmax] [--n-mc 4000
   start) and ``warm`` the same point started from the previous point's fixed point.
 - *curve*: :func:`theory.sweep` over ``α'`` (``--curve`` points, 0.3 … 20), warm against cold.
 - *prior step*: one prior half-step ``(m̂, q̂, σ̂) → (Q, M, V)`` at the conjugates of the linear figure-1
-  pre-training fixed point. Free probability (:func:`theory.denoise_prior.prior_step`, Gauss–Legendre
-  quadrature on the spectrum) against the sampled step (:func:`theory.denoise_prior.prior_step_sampled`:
+  pre-training fixed point. Free probability (:func:`theory.priors.denoiser.prior_step`, Gauss–Legendre
+  quadrature on the spectrum) against the sampled step (:func:`theory.priors.denoiser.prior_step_sampled`:
   draw ``S̄0`` and a GOE at ``d = 400``, diagonalise, threshold the eigenvalues) — the approach of the
   public scripts of the field. Accuracy: distance to a reference free-probability step with 4× the
   quadrature nodes; for the sampled step, the rms error of one draw and of the mean of ``--samples`` draws
@@ -28,7 +28,12 @@ from typing import Callable
 
 import numpy as np
 
-from lora_attn import ParameterError, Params
+import theory
+from model.params import ParameterError, Params
+from theory import PretrainState
+from theory.priors.denoiser import prior_step, prior_step_sampled
+from theory.priors.spectrum import DEFAULT_NODES
+from theory.stages.pretrain import solve_pretrain
 
 
 def _clock(fn: Callable[[], object]) -> tuple[float, object]:
@@ -38,9 +43,6 @@ def _clock(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def bench_points(sigmas, n_mc: int, repeats: int, bayes: bool) -> None:
-    import theory
-    from theory.order_params import PretrainOrderParams
-
     print(f"\n## theory: one point (figure-1 parameters, n_mc = {n_mc})")
     print(f"{'sigma':>8} {'part':>16} {'first (s)':>10} {'steady (s)':>11} {'warm (s)':>9} {'steps cold/warm':>16}")
     for sigma in sigmas:
@@ -82,7 +84,7 @@ def bench_points(sigmas, n_mc: int, repeats: int, bayes: bool) -> None:
             steps = f"{sum(cold.n_steps.values())}/{sum(warm.n_steps.values())}"
             print(f"{sigma:>8} {name:>16} {first:>10.3f} {min(times):>11.3f} {min(warm_times):>9.3f} {steps:>16}")
         # the fine-tuning stage alone, from given order parameters (available for every σ)
-        pre = PretrainOrderParams(Q0=2.0, Q=2.2, M=1.9)
+        pre = PretrainState(Q0=2.0, Q=2.2, M=1.9)
         first, r0 = _clock(lambda: theory.solve(p, stage="finetune", pretrain=pre, bayes=False, n_mc=n_mc))
         tc = [_clock(lambda: theory.solve(nb, stage="finetune", pretrain=pre, bayes=False, n_mc=n_mc)) for _ in range(repeats)]
         tw = [_clock(lambda: theory.solve(nb, stage="finetune", pretrain=pre, bayes=False, n_mc=n_mc, init=r0.warm))
@@ -93,8 +95,6 @@ def bench_points(sigmas, n_mc: int, repeats: int, bayes: bool) -> None:
 
 
 def bench_curves(sigmas, n_mc: int, n_points: int) -> None:
-    import theory
-
     print(f"\n## theory: a curve of {n_points} points over α' ∈ [0.3, 20] (stage both, n_mc = {n_mc})")
     print(f"{'sigma':>8} {'warm (s)':>9} {'cold (s)':>9} {'per point warm (s)':>19} {'steps warm/cold':>16}")
     grid = list(np.geomspace(0.3, 20.0, n_points))
@@ -113,10 +113,6 @@ def bench_curves(sigmas, n_mc: int, n_points: int) -> None:
 
 
 def bench_prior(d: int, samples: int, repeats: int) -> None:
-    from theory.denoise_prior import prior_step, prior_step_sampled
-    from theory.pretrain import solve_pretrain
-    from theory.spectrum import DEFAULT_NODES
-
     p = Params(sigma="linear")
     fp = solve_pretrain(p)
     hats, lam_q = fp.hats, p.lam * math.sqrt(p.kappa)

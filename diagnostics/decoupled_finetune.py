@@ -22,17 +22,17 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
-jax.config.update("jax_enable_x64", True)
-
-import theory  # noqa: E402
-from lora_attn.params import Params  # noqa: E402
-from simulate.data import sample_batch, sample_teacher  # noqa: E402
-from simulate.finetune import finetune_data_term, train_finetune  # noqa: E402
-from simulate.layer import activation, attention_preactivation, lora_preactivation, output_sq_error  # noqa: E402
-from simulate.pretrain import train_pretrain  # noqa: E402
-from simulate.run import lora_overlaps, order_parameters, sizes  # noqa: E402
-from theory.order_params import PretrainOrderParams  # noqa: E402
+import theory
+from model.laws import activation
+from model.params import Params
+from simulate.data import sample_batch, sample_teacher
+from simulate.finetune import finetune_data_term, train_finetune
+from simulate.layer import attention_preactivation, lora_preactivation, output_sq_error
+from simulate.measure import lora_overlaps, order_parameters
+from simulate.pretrain import train_pretrain
+from simulate.run import sizes
 
 NAMES = ("q", "o_w", "E_ft", "L_ft", "E_frozen")
 MODES = ("coupled", "decoupled")
@@ -68,7 +68,7 @@ def one_seed(p: Params, D: int, seed: int, n_mc: int, n_test: int = 4000) -> dic
         A_ft = At_frozen + lora_preactivation(Xt_l, fit.w)
         o["E_ft"] = float(jnp.mean(output_sq_error(activation(A_ft, p.sigma, p.beta) - Bt, Gt)))
         o["E_frozen"] = float(jnp.mean(output_sq_error(activation(At_frozen, p.sigma, p.beta) - Bt, Gt)))
-        th = theory.solve(p, stage="finetune", pretrain=PretrainOrderParams(**op), q0=o["q0"], bayes=False,
+        th = theory.solve(p, stage="finetune", pretrain=theory.PretrainState(**op), q0=o["q0"], bayes=False,
                           n_mc=n_mc)
         out[mode] = {**o, **op, **{f"{n}_theory": th.observables[n] for n in NAMES}}
     return out
@@ -91,8 +91,6 @@ def main() -> None:
         print(f"seed {s}: " + ", ".join(f"{m} E_ft {r[m]['E_ft']:.4f} (theory {r[m]['E_ft_theory']:.4f})"
                                         for m in MODES), flush=True)
     if args.out:
-        import pandas as pd
-
         pd.DataFrame(rows).to_csv(args.out, index=False)
 
     def stat(x: np.ndarray) -> str:

@@ -1,8 +1,8 @@
 """The local minima of the fine-tuning objective of one simulated seed, reached from many starts.
 
 The simulator keeps the lowest objective of a few starts (:func:`simulate.finetune.train_finetune`). Where the
-replica-symmetric theory is stable (``diagnostics["rs_stable"]``, :func:`theory.finetune.rs_stability`) every
-start should end at the same minimiser, up to ``±w``; where it is not, the objective has many minima of nearly
+replica-symmetric theory is stable (``diagnostics["rs_stable"]``, :func:`theory.stages.rs_stability.rs_stability`)
+every start should end at the same minimiser, up to ``±w``; where it is not, the objective has many minima of nearly
 the same value and very different overlaps, and the minimiser a finite run reports is neither unique nor
 self-averaging. This script lists, per seed, the minima reached from the saddle-escape start, from the
 teacher ``w*`` (and ``w*/2``) and from ``--starts`` random starts ``w ~ N(0, I_D)``, sorted by objective
@@ -24,14 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-jax.config.update("jax_enable_x64", True)
-
-from lora_attn.params import Params  # noqa: E402
-from simulate.cache import PretrainCache  # noqa: E402
-from simulate.finetune import _finetune_value_and_grad, saddle_escape_start  # noqa: E402
-from simulate.layer import attention_preactivation  # noqa: E402
-from simulate.optimize import lbfgs  # noqa: E402
-from simulate.run import lora_overlaps, run_seed  # noqa: E402
+from model.params import Params
+from model.tables import write_table
+from simulate.cache import PretrainCache
+from simulate.finetune import _finetune_value_and_grad, saddle_escape_start
+from simulate.layer import attention_preactivation
+from simulate.measure import lora_overlaps
+from simulate.optimize import lbfgs
+from simulate.run import run_seed
 
 
 def seed_minima(params: Params, D: int, seed: int, *, starts: int, cache: PretrainCache | None) -> pd.DataFrame:
@@ -105,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {row.objective:.6f}  {row.start:>9}  o_w {row.o_w:.4f}  q {row.q:.4f}"
                   f"{'' if row.converged else '  (not converged)'}", file=sys.stderr, flush=True)
     if a.out:
-        from lora_attn.sweep import write_table
-
         write_table(pd.concat(frames, ignore_index=True), a.out)
     return 0
 

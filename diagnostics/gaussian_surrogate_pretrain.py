@@ -23,10 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-from simulate.optimize import lbfgs  # noqa: E402
-from theory.pretrain_channel import to_matrix, variance_factors  # noqa: E402
+from model.laws import to_matrix, variance_factors
+from simulate.optimize import lbfgs
 
 COLUMNS = ["D", "seed", "Q0", "Q", "M", "E_pre", "L_pre", "grad_norm", "seconds", "trace"]
 

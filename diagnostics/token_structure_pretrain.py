@@ -28,10 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-from gaussian_surrogate_pretrain import act, fit_erm, noise, run_cli  # noqa: E402  (run as a script)
-from theory.pretrain_channel import to_matrix  # noqa: E402
+from gaussian_surrogate_pretrain import act, fit_erm, noise, run_cli  # (run as a script)
+from model.laws import to_matrix
 
 COLUMNS = ["D", "seed", "sensing", "Q0", "Q", "M", "E_pre", "L_pre", "grad_norm", "seconds", "trace"]
 SENSINGS = ("tokens", "entries")

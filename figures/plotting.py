@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from model.observables import FINETUNE_FIXED_POINT  # noqa: E402
+
 #: Colour cycle used for the series of a panel (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
@@ -47,17 +49,14 @@ def select(table: pd.DataFrame, **fixed: Any) -> pd.DataFrame:
     return table[mask]
 
 
-#: Observables of the fine-tuning fixed point itself (with their ``_random`` controls): the ones the
-#: replica-symmetry check of the fine-tuning concerns (``delta_eff``, ``E_frozen`` and the pre-training do not).
-FINETUNE_FIXED_POINT = ("q", "m", "v", "o_w", "E_ft", "L_ft")
-
-
 def theory_line(ax, table: pd.DataFrame, x: str, y: str, *, colour: str, style: str = "-", name: str | None = None,
                 **kw: Any) -> None:
     """Theory ``y(x)`` as a line; points where the solver did not converge are left out (and so visible as gaps).
-    For an observable of the fine-tuning fixed point (:data:`FINETUNE_FIXED_POINT`), the line is faded where that
-    fixed point fails the replica-symmetry check (``rs_stable`` false: the RS numbers are not expected to be
-    exact, :func:`theory.finetune.rs_stability`), from its stable neighbours on; the line style is kept."""
+    For an observable of the fine-tuning fixed point (:data:`model.observables.FINETUNE_FIXED_POINT`, or its
+    ``_random`` control; ``delta_eff``, ``E_frozen`` and the pre-training observables are not), the line is faded
+    where that fixed point fails the replica-symmetry check (``rs_stable`` false: the RS numbers are not expected
+    to be exact, :func:`theory.stages.rs_stability.rs_stability`), from its stable neighbours on; the line style
+    is kept."""
     t = table.sort_values(x)
     if "converged" in t.columns:
         t = t.assign(**{y: t[y].where(t["converged"].astype(bool))})

@@ -9,7 +9,7 @@ A :class:`Sweep` is a base parameter point plus axes (their Cartesian product is
 
 Several sweeps may feed one panel table (``table``): their rows are concatenated. The pre-training
 parameters are the slow axes of a theory sweep: consecutive points that share them reuse the solved
-pre-training (:class:`theory.api.WarmStart`). Grids are sized so that
+pre-training (:class:`theory.WarmStart`). Grids are sized so that
 the full default run of ``paper_figs.py`` stays within its time budget on a 2-core CPU (see BENCHMARKS.md):
 theory lines use 5–8 points, the Bayes-optimal fine-tuning line (10–30 s a point) only 4 points and only
 in figure 1, and simulation markers are placed where pre-training weights can be shared
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_attn.params import Params
+from model.params import Params
 
 KINDS = ("theory", "bayes_pretrain", "sim")
 

@@ -1,9 +1,10 @@
 """Disk cache of trained pre-training weights, keyed by everything that determines them.
 
-Pre-training depends only on ``(T, σ, β, κ0, κ, α, λ, Δ)``, ``D``, the seed's key and the solver, not on
-any fine-tuning parameter; a sweep over ``α'``, ``λ'``, ``e``, ``β_W`` or ``ρ`` therefore trains ``Ŵ``
-once per seed. Entries are written atomically (temporary file + rename), so an interrupted run leaves
-no half-written entry and resumes from the finished ones.
+Pre-training depends only on ``(T, σ, β, κ0, κ, α, λ, Δ)`` (:data:`model.params.PRETRAIN_FIELDS`), ``D``,
+the seed's key and the solver, not on any fine-tuning parameter; a sweep over ``α'``, ``λ'``, ``e``, ``β_W``
+or ``ρ`` therefore trains ``Ŵ`` once per seed. Entries are written atomically
+(:func:`model.tables.atomic_write`), so an interrupted run leaves no half-written entry and resumes from the
+finished ones.
 """
 
 from __future__ import annotations
@@ -11,26 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from lora_attn.params import Params
+from model.params import PRETRAIN_FIELDS, Params, pretrain_key
+from model.tables import atomic_write
 from simulate.optimize import FitInfo
 
-#: The parameters pre-training depends on.
-PRETRAIN_FIELDS = ("T", "sigma", "beta", "kappa0", "kappa", "alpha", "lam", "delta")
 #: Bumped whenever a change of the simulator changes what pre-training returns.
 CACHE_VERSION = 1
 
 
 def pretrain_cache_key(params: Params, D: int, seed_key: np.ndarray, solver: str) -> str:
-    """A stable hash of the pre-training inputs."""
+    """A stable hash of the pre-training inputs: the :data:`~model.params.PRETRAIN_FIELDS` of ``params``,
+    ``D``, the seed's key and the solver."""
     payload = {
         "version": CACHE_VERSION,
-        "params": {f: getattr(params, f) for f in PRETRAIN_FIELDS},
+        "params": dict(zip(PRETRAIN_FIELDS, pretrain_key(params))),
         "D": int(D),
         "key": np.asarray(seed_key).tolist(),
         "solver": solver,
@@ -57,11 +57,8 @@ class PretrainCache:
 
     def put(self, key: str, W: np.ndarray, info: FitInfo) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, W=np.asarray(W), info=json.dumps(asdict(info)))
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def write(tmp: str) -> None:  # the name ends in .npz, so numpy adds no suffix
+            np.savez(tmp, W=np.asarray(W), info=json.dumps(asdict(info)))
+
+        atomic_write(self._path(key), write, suffix=".tmp.npz")

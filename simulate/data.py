@@ -1,4 +1,7 @@
-"""Teachers, sequences, noise and labels of MODEL.md §2. Every sampler takes its key first."""
+"""Teachers, sequences, noise and labels of MODEL.md §2. Every sampler takes its key first.
+
+The label noise ``Z`` is the model's law (:func:`model.laws.model_noise`), shared with the theory.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from simulate.layer import activation, attention_preactivation, lora_preactivation, token_gram
+from model.laws import activation, model_noise
+from simulate.layer import attention_preactivation, lora_preactivation, token_gram
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class Batch:
         """The sub-batch of the sequences ``idx`` (each keeps its own noise)."""
         return Batch(*(a[idx] for a in (self.X, self.Z, self.A0, self.R_star, self.G)))
 
+    def concat(self, other: "Batch") -> "Batch":
+        """This batch's sequences followed by ``other``'s (each keeps its own noise)."""
+        return Batch(*(jnp.concatenate([x, y]) for x, y in zip(
+            (self.X, self.Z, self.A0, self.R_star, self.G), (other.X, other.Z, other.A0, other.R_star, other.G))))
+
     def pretrain_target(self, delta: float, sigma: str, beta: float) -> Array:
         """``B = σ(A_{W0} + √Δ Z)``: the pre-training labels are ``y = B X``."""
         return activation(self.A0 + jnp.sqrt(delta) * self.Z, sigma, beta)
@@ -59,12 +68,6 @@ def sample_teacher(key: Array, D: int, P0: int) -> Teacher:
     return Teacher(W0=jax.random.normal(k0, (D, P0)), w_star=jax.random.normal(k1, (D,)))
 
 
-def sample_noise(key: Array, n: int, T: int) -> Array:
-    """Symmetric ``Z = (G + Gᵀ)/2`` with G i.i.d. N(0,1): ``Z_aa ~ N(0,1)``, ``Z_ab = Z_ba ~ N(0,1/2)``."""
-    G = jax.random.normal(key, (n, T, T))
-    return 0.5 * (G + jnp.swapaxes(G, 1, 2))
-
-
 def sample_batch(key: Array, n: int, T: int, teacher: Teacher) -> Batch:
     """``n`` fresh sequences ``X`` (i.i.d. N(0,1) tokens) with their noise and teacher pre-activations."""
     D = teacher.W0.shape[0]
@@ -72,7 +75,7 @@ def sample_batch(key: Array, n: int, T: int, teacher: Teacher) -> Batch:
     X = jax.random.normal(kx, (n, T, D))
     return Batch(
         X=X,
-        Z=sample_noise(kz, n, T),
+        Z=model_noise(kz, n, T),
         A0=attention_preactivation(X, teacher.W0),
         R_star=lora_preactivation(X, teacher.w_star),
         G=token_gram(X),

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from simulate.layer import activation, lora_preactivation, output_sq_error
+from model.laws import activation
+from simulate.layer import lora_preactivation, output_sq_error
 from simulate.optimize import FitInfo, lbfgs
 
 

@@ -1,14 +1,16 @@
 """The tied attention layer of MODEL.md §1, batched over sequences.
 
 Shapes: a batch of sequences ``X`` is ``(n, T, D)``; pre-activations are ``(n, T, T)``.
-All functions are pure and jit-compatible.
+All functions are pure and jit-compatible. The activation ``σ`` is the model's law
+(:func:`model.laws.activation`).
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import Array
+
+from model.laws import activation
 
 
 def attention_preactivation(X: Array, W: Array) -> Array:
@@ -29,15 +31,6 @@ def lora_preactivation(X: Array, w: Array) -> Array:
     D = X.shape[-1]
     u = jnp.einsum("ntd,d->nt", X, w)
     return (u[:, :, None] * u[:, None, :] - jnp.dot(w, w) * jnp.eye(X.shape[1], dtype=X.dtype)) / D
-
-
-def activation(A: Array, sigma: str, beta: float = 1.0) -> Array:
-    """``σ(A)``: ``A`` itself (linear) or the row-wise softmax of ``βA``."""
-    if sigma == "linear":
-        return A
-    if sigma == "softmax":
-        return jax.nn.softmax(beta * A, axis=-1)
-    raise ValueError(f"sigma = {sigma!r} is unknown: allowed 'softmax' or 'linear'")
 
 
 def token_gram(X: Array) -> Array:

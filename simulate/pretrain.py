@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from simulate.layer import activation, attention_preactivation, output_sq_error
+from model.laws import activation
+from simulate.layer import attention_preactivation, output_sq_error
 from simulate.optimize import FitInfo, lbfgs
 
 

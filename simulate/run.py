@@ -1,4 +1,10 @@
-"""One simulation point: both stages at finite ``D``, every observable of MODEL.md §4, seed-averaged."""
+"""One simulation point: both stages at finite ``D``, every observable of MODEL.md §4, seed-averaged.
+
+Orchestration only: the sizes of a run (:func:`sizes`), one seed's draws, training and measurements
+(:func:`run_seed`), and the average over seeds (:func:`run`). The pieces live below: data
+(:mod:`simulate.data`), training (:mod:`simulate.pretrain`, :mod:`simulate.finetune`), selection
+(:mod:`simulate.selection`), measurement (:mod:`simulate.measure`), cache (:mod:`simulate.cache`).
+"""
 
 from __future__ import annotations
 
@@ -13,21 +19,17 @@ import numpy as np
 import pandas as pd
 from jax import Array
 
-from lora_attn.params import ParameterError, Params
+from model.observables import OBSERVABLES, RANDOM_CONTROL, random_control_names, recalibration
+from model.params import ParameterError, Params
 from simulate.cache import PretrainCache, pretrain_cache_key
 from simulate.data import Batch, sample_batch, sample_teacher
 from simulate.finetune import finetune_data_term, train_finetune
-from simulate.layer import activation, attention_preactivation, lora_preactivation, output_sq_error
+from simulate.layer import attention_preactivation, lora_preactivation
+from simulate.measure import lora_overlaps, mean_output_error, offdiag_residual_variance, order_parameters
 from simulate.pretrain import pretrain_data_term, train_pretrain, train_pretrain_convex
 from simulate.selection import frozen_score, n_kept, select_lowest, select_random
 
-#: Observables of MODEL.md §4, in the order they are reported.
-OBSERVABLES = (
-    "Q0", "Q", "M", "E_pre", "L_pre",
-    "q0", "q", "m", "o_w", "E_ft", "L_ft", "E_frozen", "delta_eff",
-)
-#: With active selection, the same fine-tuning observables for a random subset of the same size.
-RANDOM_CONTROL = ("q", "m", "o_w", "E_ft", "L_ft", "delta_eff")
+__all__ = ["OBSERVABLES", "RANDOM_CONTROL", "SeedResult", "SimulationResult", "Sizes", "run", "run_seed", "sizes"]
 
 PRETRAIN_SOLVERS = ("lbfgs", "convex")
 #: The token Gram ``G = XXᵀ/D`` in the training losses: the model's own (``"tokens"``), or its
@@ -163,43 +165,6 @@ def sizes(params: Params, D: int, n_test: int | None = None) -> Sizes:
     return Sizes(D=D, P0=P0, P=P, N=N, N_prime=N_prime, n_reuse=n_reuse, pool=pool, n_test=n_test)
 
 
-# ---------------------------------------------------------------------------------------- overlaps
-
-
-def order_parameters(W: Array, W0: Array) -> dict[str, float]:
-    """``Q = Tr(S̃²)/D``, ``Q0 = Tr(S̃0²)/D``, ``M = Tr(S̃S̃0)/D`` with ``S̃ = WWᵀ/√(PD)`` (MODEL.md §4),
-    from the ``P × P`` Gram matrices (no ``D × D`` product)."""
-    D, P = W.shape
-    P0 = W0.shape[1]
-    Q = jnp.sum((W.T @ W) ** 2) / (P * D * D)
-    Q0 = jnp.sum((W0.T @ W0) ** 2) / (P0 * D * D)
-    M = jnp.sum((W.T @ W0) ** 2) / (jnp.sqrt(P * P0) * D * D)
-    return {"Q0": float(Q0), "Q": float(Q), "M": float(M)}
-
-
-def lora_overlaps(w: Array, w_star: Array) -> dict[str, float]:
-    """``q = ‖ŵ‖²/D``, ``q0 = ‖w*‖²/D``, ``m = |ŵ·w*|/D``, ``o_w = |m|/√(q q0)`` (NaN when ``q = 0``).
-
-    ``±ŵ`` are equivalent minimisers (the layer sees ``ŵŵᵀ``), so ``ŵ`` is oriented with ``m ≥ 0``.
-    """
-    D = w.shape[0]
-    q, q0, m = (float(jnp.dot(a, b) / D) for a, b in ((w, w), (w_star, w_star), (w, w_star)))
-    m = abs(m)
-    o_w = abs(m) / math.sqrt(q * q0) if q > 0 else float("nan")
-    return {"q0": q0, "q": q, "m": m, "o_w": o_w}
-
-
-def offdiag_residual_variance(A0: Array, A_frozen: Array, Z: Array, delta: float) -> float:
-    """``Δ_eff``: mean square of the off-diagonal entries of ``A_{W0} − A_frozen + √Δ Z`` (zero mean by the
-    sign symmetry ``x_a → −x_a``). For ``T = 1`` (no off-diagonal entry) half the diagonal mean square."""
-    Rm = A0 - A_frozen + jnp.sqrt(delta) * Z
-    T = Rm.shape[-1]
-    if T == 1:
-        return float(jnp.mean(Rm**2) / 2)
-    iu = jnp.triu_indices(T, k=1)
-    return float(jnp.mean(Rm[:, iu[0], iu[1]] ** 2))
-
-
 # ---------------------------------------------------------------------------------------- one seed
 
 
@@ -266,17 +231,11 @@ def run_seed(
 
     test = sample_batch(k["test"], sz.n_test, p.T, teacher)
     A_test = attention_preactivation(test.X, W_hat)
-    obs["E_pre"] = _mean_error(activation(A_test, p.sigma, p.beta), test.pretrain_target(p.delta, p.sigma, p.beta), test.G)
+    obs["E_pre"] = mean_output_error(A_test, test.pretrain_target(p.delta, p.sigma, p.beta), test.G, p.sigma, p.beta)
 
-    if p.recalibrate is None:
-        beta_W = 1.0
-    elif p.recalibrate == "optimal":
-        # Ŵ = 0 (large λ) leaves nothing to rescale: A_Ŵ = 0 for every β_W.
-        beta_W = obs["M"] / obs["Q"] if obs["Q"] > 0 else 1.0
-    else:
-        beta_W = float(p.recalibrate)
+    beta_W = recalibration(p.recalibrate, obs["M"], obs["Q"])
     B_test_ft = test.finetune_target(p.delta, p.sigma, p.beta)
-    obs["E_frozen"] = _mean_error(activation(beta_W * A_test, p.sigma, p.beta), B_test_ft, test.G)
+    obs["E_frozen"] = mean_output_error(beta_W * A_test, B_test_ft, test.G, p.sigma, p.beta)
 
     diag: dict[str, Any] = {
         "N": sz.N, "N_prime": sz.N_prime, "P0": sz.P0, "P": sz.P, "n_test": sz.n_test, "beta_W": beta_W,
@@ -297,7 +256,7 @@ def run_seed(
         o["L_ft"] = float(finetune_data_term(ft.w, batch.X, G_ft, A_frozen, B_ft, p.sigma, p.beta)) / len(batch)
         o["delta_eff"] = offdiag_residual_variance(batch.A0, A_frozen, batch.Z, p.delta)
         A_ft = beta_W * A_test + lora_preactivation(test.X, ft.w)
-        o["E_ft"] = _mean_error(activation(A_ft, p.sigma, p.beta), B_test_ft, test.G)
+        o["E_ft"] = mean_output_error(A_ft, B_test_ft, test.G, p.sigma, p.beta)
         state.setdefault("w_hat", ft.w)
         state.setdefault("finetune_batch", batch)
         spread = (max(ft.restart_objectives) - min(ft.restart_objectives)) if ft.restart_objectives else 0.0
@@ -321,7 +280,7 @@ def run_seed(
     else:
         fresh = sample_batch(k["finetune"], sz.N_prime - sz.n_reuse, p.T, teacher)
         reused = pre.take(np.arange(sz.n_reuse))
-        batch = _concat(reused, fresh)
+        batch = reused.concat(fresh)
         o, d = finetune_on(batch, k["init_w"])
         obs.update(o)
         diag.update(d)
@@ -337,16 +296,6 @@ def _train_gram(batch: Batch, train_gram: str) -> Array:
     if train_gram == "tokens":
         return batch.G
     return jnp.broadcast_to(jnp.eye(batch.G.shape[-1], dtype=batch.G.dtype), batch.G.shape)
-
-
-def _mean_error(sigma_A: Array, B: Array, G: Array) -> float:
-    """``mean_μ (1/D)‖(σ(A_μ) − B_μ)X_μ‖_F²``: a test error on the batch."""
-    return float(jnp.mean(output_sq_error(sigma_A - B, G)))
-
-
-def _concat(a: Batch, b: Batch) -> Batch:
-    return Batch(*(jnp.concatenate([x, y]) for x, y in zip(
-        (a.X, a.Z, a.A0, a.R_star, a.G), (b.X, b.Z, b.A0, b.R_star, b.G))))
 
 
 # ---------------------------------------------------------------------------------------- seeds
@@ -387,7 +336,7 @@ def run(
             print(f"[simulate] D={D} seed {s + 1}/{seeds}: E_pre={r.observables['E_pre']:.4f} "
                   f"E_ft={r.observables['E_ft']:.4f} o_w={r.observables['o_w']:.4f}", file=sys.stderr, flush=True)
     per_seed = pd.DataFrame(rows)
-    names = [c for c in rows[0] if c in OBSERVABLES or c.endswith("_random") and c[:-7] in RANDOM_CONTROL]
+    names = [c for c in rows[0] if c in OBSERVABLES or c in random_control_names()]
     means = {n: float(per_seed[n].mean()) for n in names}
     sem = {n: (float(per_seed[n].std(ddof=1) / math.sqrt(seeds)) if seeds > 1 else float("nan")) for n in names}
     return SimulationResult(params=params, D=int(D), seeds=int(seeds), seed=int(seed),

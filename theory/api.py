@@ -1,10 +1,12 @@
 """The public Python API of the theory: one point (:func:`solve`) and a warm-started grid (:func:`sweep`).
 
 ``solve(params)`` chains the two stages of MODEL.md §5 — the ERM pre-training fixed point for
-``(Q, M, V)`` (:func:`theory.pretrain.solve_pretrain`), then the LoRA fine-tuning fixed point for
+``(Q, M, V)`` (:func:`theory.stages.pretrain.solve_pretrain`), then the LoRA fine-tuning fixed point for
 ``(q, m, v)`` fed with the pre-training order parameters ``(Q0, Q, M)``
-(:func:`theory.finetune.solve_finetune`) — and optionally the Bayes-optimal baselines of both stages.
-Observables carry the MODEL.md §4 names, the same as :data:`simulate.run.OBSERVABLES`.
+(:func:`theory.stages.finetune.solve_finetune`) — and optionally the Bayes-optimal baselines of both stages
+(:mod:`theory.bayes`). Observables carry the MODEL.md §4 names (:mod:`model.observables`), the ones the
+simulator reports. Each part comes back from its stage as a typed result and is translated here into the
+point's observables, standard errors and diagnostics (:class:`_Part`).
 
 A :class:`TheoryPoint` keeps its pre-training solution in ``.warm``; passing it as ``init=`` to the next
 :func:`solve` starts the pre-training iteration there, or takes the solved pre-training as it is when the
@@ -15,14 +17,14 @@ quartic in ``w``), and a start carried over from a neighbour can stay on another
 ``α'L_ft + λ'q`` above that of the informed branch, ``o_w ≈ 0.76``, which the simulations follow). A point's
 value therefore does not depend on the path of a sweep. When the informed start itself ends on the
 uninformed branch (``m ≈ 0``, ``q > 0``) or does not converge, a second start ``q = m = 0.9 q0`` is solved and
-the fixed point of lower objective ``α'L_ft + λ'q`` is kept (:func:`theory.finetune._solve_ground_state`).
+the fixed point of lower objective ``α'L_ft + λ'q`` is kept (:func:`theory.stages.finetune._solve_ground_state`).
 Where the damped iterations fail (small ``α'``: the map's Jacobian has an eigenvalue far below −1 and small
 Monte-Carlo jumps), the fixed point is solved as a root of ``step(x) − x`` (Powell's hybrid method), accepted
-by its Newton correction (``diagnostics["status"] == "root"``; :func:`theory.finetune._root_fallback`).
+by its Newton correction (``diagnostics["status"] == "root"``; :func:`theory.fixed_point.root_fallback`).
 
 Reused sequences (``e > 0``) need the pre-training susceptibility ``V`` too (stage ``"both"`` passes it;
-``stage="finetune"`` takes a :class:`theory.reuse.PretrainState`); active selection adds the observables of
-the random subset of the same size as ``<name>_random``.
+``stage="finetune"`` takes a :class:`theory.states.PretrainState` with ``V``); active selection adds the
+observables of the random subset of the same size as ``<name>_random``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from lora_attn.params import ParameterError, Params
+import pandas as pd
+
+from model.observables import BAYES_FINETUNE, FINETUNE_THEORY, PRETRAIN_THEORY, RANDOM_CONTROL
+from model.params import PARAM_NAMES, ParameterError, Params, pretrain_key
+from model.tables import check_output_path, grid, parse_vary, run_sweep
+from theory.bayes.finetune import solve_bayes_finetune
+from theory.bayes.pretrain import solve_bayes_pretrain
+from theory.stages.finetune import solve_finetune
+from theory.stages.pretrain import solve_pretrain
+from theory.states import PretrainOverlaps, PretrainState
 
 STAGES = ("both", "pretrain", "finetune")
 #: Values of ``bayes``: ``True`` (both stages), ``False``, or one stage only.
@@ -40,25 +51,38 @@ BAYES = (True, False, "pretrain", "finetune")
 
 
 @dataclass(frozen=True)
-class WarmStart:
-    """Opaque warm start: the pre-training overlaps (``PretrainOverlaps``) of a solved point and the
-    discrete parameters they belong to (a warm start is not carried across a change of ``σ`` or ``T``)."""
+class _Part:
+    """One solved part of a point (a stage or a Bayes-optimal baseline) in the API's terms: its observables
+    (MODEL.md §4 names), verdict, Monte-Carlo standard errors, diagnostics and iterations (``None``: not
+    reported)."""
 
-    pretrain: Any = None
+    observables: dict[str, float]
+    converged: bool
+    diagnostics: Any
+    mc_sem: dict[str, float] = field(default_factory=dict)
+    n_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class _PretrainPart(_Part):
+    """The pre-training part, with the state fed to the fine-tuning and the overlaps to warm-start from
+    (``None`` when it did not converge)."""
+
+    order: PretrainState | None = None
+    warm: PretrainOverlaps | None = None
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Opaque warm start: the pre-training overlaps of a solved point and the discrete parameters they belong
+    to (a warm start is not carried across a change of ``σ`` or ``T``)."""
+
+    pretrain: PretrainOverlaps | None = None
     key: tuple[Any, ...] = ()
     #: ``(pretrain_key(params), ERM part, Bayes-optimal part or None)`` of the solved point: a next point
     #: with the same pre-training parameters takes it as it is (the pre-training depends on no fine-tuning
     #: parameter), so a fine-tuning sweep solves its pre-training once.
-    solved_pretrain: tuple[Any, ...] | None = None
-
-
-#: The parameters the pre-training fixed point depends on (MODEL.md §3): none of the fine-tuning ones.
-PRETRAIN_FIELDS = ("T", "sigma", "beta", "kappa0", "kappa", "alpha", "lam", "delta")
-
-
-def pretrain_key(params: Params) -> tuple[Any, ...]:
-    """The values of :data:`PRETRAIN_FIELDS` at ``params``."""
-    return tuple(getattr(params, name) for name in PRETRAIN_FIELDS)
+    solved_pretrain: tuple[tuple[Any, ...], _PretrainPart, _Part | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +108,7 @@ class TheoryPoint:
     n_steps: Mapping[str, int] = field(default_factory=dict)
     diagnostics: Mapping[str, Any] = field(default_factory=dict, repr=False)
     warm: WarmStart = field(default_factory=WarmStart, repr=False)
-    pretrain: Any = field(default=None, repr=False)
+    pretrain: PretrainState | None = field(default=None, repr=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         """What ``lora-attn theory --json`` prints: ``params``, ``stage``, ``pretrain`` (``Q0, Q, M`` the
@@ -98,7 +122,7 @@ class TheoryPoint:
     def row(self) -> dict[str, Any]:
         """Flat record for a DataFrame: the parameters, the observables, ``converged``, ``n_steps_<part>`` and,
         where the fine-tuning was solved, its replica-symmetry check ``rs_stable`` and ``replicon``
-        (:func:`theory.finetune.rs_stability`)."""
+        (:func:`theory.stages.rs_stability.rs_stability`)."""
         out: dict[str, Any] = dict(self.params.to_dict())
         out.update(self.observables)
         out["converged"] = self.converged
@@ -131,14 +155,14 @@ def check(params: Params, *, stage: str = "both", pretrain: Any = None, q0: floa
           bayes: Any = True, max_steps: int = 300, pretrain_replicas: int = 1) -> None:
     """Refuse input the theory cannot take, before any work (:class:`ParameterError` naming the parameter)."""
     if not isinstance(params, Params):
-        raise ParameterError(f"params = {params!r} must be a lora_attn.Params")
+        raise ParameterError(f"params = {params!r} must be a model.params.Params")
     if stage not in STAGES:
         raise ParameterError(f"stage = {stage!r} is unknown: allowed one of {', '.join(STAGES)}")
     _bayes_parts(bayes, stage)
     if stage != "finetune" and params.lam <= 0:
         raise ParameterError(f"lam = {params.lam} is out of range for the pre-training theory: allowed lam > 0")
     if stage == "finetune" and pretrain is None:
-        raise ParameterError("stage 'finetune' needs pretrain = PretrainOrderParams(Q0, Q, M)")
+        raise ParameterError("stage 'finetune' needs pretrain = PretrainState(Q0, Q, M)")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ParameterError(f"max_steps = {max_steps!r} is out of range: allowed an integer ≥ 1")
     if isinstance(n_mc, bool) or not isinstance(n_mc, int) or n_mc < 2:
@@ -155,7 +179,7 @@ def solve(
     init: WarmStart | None = None,
     stage: str = "both",
     bayes: bool | str = True,
-    pretrain: Any = None,
+    pretrain: PretrainState | None = None,
     q0: float = 1.0,
     n_mc: int = 4000,
     n_test: int = 100_000,
@@ -174,17 +198,17 @@ def solve(
             (needs ``pretrain``).
         bayes: add the Bayes-optimal baselines: ``True`` (both stages), ``False``, ``"pretrain"``
             (``Q_BO, E_pre_BO``: cheap) or ``"finetune"`` (``q_BO, E_ft_BO``: 10–30 s a point).
-        pretrain: :class:`theory.order_params.PretrainOrderParams` ``(Q0, Q, M)`` of the frozen weights, for
-            ``stage="finetune"`` (e.g. measured by a simulation).
+        pretrain: :class:`theory.states.PretrainState` ``(Q0, Q, M)`` of the frozen weights (with ``V`` for
+            reused sequences), for ``stage="finetune"`` (e.g. measured by a simulation).
         q0: ``‖w*‖²/D`` (1 as ``D → ∞``).
         n_mc: Monte-Carlo draws of the fine-tuning channel (fixed keys: the map is deterministic).
         n_test: Monte-Carlo draws of the softmax test errors.
         key: integer seed of the fixed Monte-Carlo keys.
         max_steps: iteration budget of the fine-tuning fixed point (per phase; see
-            :func:`theory.finetune.solve_finetune`). A point that does not converge spends all of it, twice,
+            :func:`theory.stages.finetune.solve_finetune`). A point that does not converge spends all of it, twice,
             then up to about 200 map evaluations of the root fallback.
         pretrain_replicas: independent Monte-Carlo replicas of the softmax pre-training fixed point
-            (:func:`theory.pretrain.solve_pretrain`); with 2 or more, ``mc_sem`` holds the standard errors
+            (:func:`theory.stages.pretrain.solve_pretrain`); with 2 or more, ``mc_sem`` holds the standard errors
             of ``Q, M, V, E_pre, L_pre`` propagated through the fixed point.
 
     Returns:
@@ -209,54 +233,52 @@ def solve(
     converged = True
     warm_pre = None
 
+    def add(part: _Part) -> bool:
+        obs.update(part.observables)
+        diag["mc_sem"].update(part.mc_sem)
+        return part.converged
+
     order = pretrain
     solved = None
     if stage != "finetune":
         pkey = pretrain_key(params)
         same = init is not None and init.solved_pretrain is not None and init.solved_pretrain[0] == pkey
         if same:
-            r, bo = init.solved_pretrain[1], init.solved_pretrain[2]
+            _, r, bo = init.solved_pretrain
             warm_pre = init.pretrain
             steps["pretrain"] = 0
-            diag["pretrain"] = {**r["diagnostics"], "reused": True}
+            diag["pretrain"] = {**r.diagnostics, "reused": True}
         else:
-            r, warm_pre = _pretrain(params, init.pretrain if init is not None else None, pretrain_replicas)
+            r = _pretrain(params, init.pretrain if init is not None else None, pretrain_replicas)
             bo = None
-            steps["pretrain"] = r["n_steps"]
-            diag["pretrain"] = r["diagnostics"]
-        obs.update(r["observables"])
-        diag["mc_sem"].update(r["mc_sem"])
-        converged = converged and r["converged"]
-        order = r["order"]
+            warm_pre = r.warm
+            steps["pretrain"] = r.n_steps
+            diag["pretrain"] = r.diagnostics
+        converged = add(r) and converged
+        order = r.order
         if bayes_pre:
             if bo is None:
                 bo = _bayes_pretrain(params)
-            obs.update(bo["observables"])
-            diag["mc_sem"].update(bo["mc_sem"])
-            diag["bayes_pretrain"] = bo["diagnostics"]
-            converged = converged and bo["converged"]
-        if r["converged"]:
+            diag["bayes_pretrain"] = bo.diagnostics
+            converged = add(bo) and converged
+        if r.converged:
             solved = (pkey, r, bo)
 
     if stage != "pretrain":
         if order is None:
             raise ParameterError("the pre-training fixed point gave no order parameters: fine-tuning cannot start")
         f = _finetune(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
-        obs.update(f["observables"])
-        steps["finetune"] = f["n_steps"]
-        diag["finetune"] = f["diagnostics"]
-        diag["mc_sem"].update(f["mc_sem"])
-        converged = converged and f["converged"]
+        steps["finetune"] = f.n_steps
+        diag["finetune"] = f.diagnostics
+        converged = add(f) and converged
         if bayes_ft:
             b = _bayes_finetune(params, order)
             if b is not None:
-                obs.update(b["observables"])
-                steps["bayes_finetune"] = b["n_steps"]
-                diag["mc_sem"].update(b["mc_sem"])
-                diag["bayes_finetune"] = b["diagnostics"]
-                converged = converged and b["converged"]
+                steps["bayes_finetune"] = b.n_steps
+                diag["bayes_finetune"] = b.diagnostics
+                converged = add(b) and converged
             else:
-                obs.update({"q_BO": math.nan, "E_ft_BO": math.nan})
+                obs.update(dict.fromkeys(BAYES_FINETUNE, math.nan))
                 diag["bayes_finetune"] = "not modelled with reuse or active selection"
     warm = WarmStart(pretrain=warm_pre, key=wkey, solved_pretrain=solved)
     return TheoryPoint(params=params, stage=stage, observables=obs, converged=bool(converged), n_steps=steps,
@@ -278,12 +300,9 @@ def _plain(x: Any) -> Any:
     return repr(x)
 
 
-def parse_pretrain(text: str) -> Any:
-    """``"Q0=2.0,Q=2.2,M=1.9"`` (and optionally ``V=..``) → :class:`PretrainOrderParams` (or
-    :class:`theory.reuse.PretrainState` with ``V``, which reused sequences need)."""
-    from theory.order_params import PretrainOrderParams
-    from theory.reuse import PretrainState
-
+def parse_pretrain(text: str) -> PretrainState:
+    """``"Q0=2.0,Q=2.2,M=1.9"`` (and optionally ``V=..``, which reused sequences need) →
+    :class:`theory.states.PretrainState`."""
     values: dict[str, float] = {}
     for part in text.split(","):
         name, sep, value = part.partition("=")
@@ -297,7 +316,7 @@ def parse_pretrain(text: str) -> Any:
     missing = {"Q0", "Q", "M"} - set(values)
     if missing:
         raise ParameterError(f"--pretrain {text!r}: missing {', '.join(sorted(missing))}")
-    return PretrainState(**values) if "V" in values else PretrainOrderParams(**values)
+    return PretrainState(**values)
 
 
 # ----------------------------------------------------------------------------------------- stages
@@ -305,82 +324,59 @@ def _finite(*xs: float) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
 
-def _pretrain(params: Params, init: Any, replicas: int = 1) -> tuple[dict[str, Any], Any]:
-    """ERM pre-training: ``theory.pretrain.solve_pretrain(params, init=..., replicas=...)``."""
-    from theory.denoise_prior import PretrainOverlaps
-    from theory.order_params import PretrainOrderParams
-    from theory.pretrain import solve_pretrain
-    from theory.reuse import PretrainState
-
+def _pretrain(params: Params, init: PretrainOverlaps | None, replicas: int = 1) -> _PretrainPart:
+    """ERM pre-training: :func:`theory.stages.pretrain.solve_pretrain` ``(params, init=..., replicas=...)``."""
     r = solve_pretrain(params, init=init, replicas=replicas)
-    Q0 = float(getattr(r, "Q0", 1.0 + params.kappa0))
-    obs = {"Q0": Q0, "Q": float(r.Q), "M": float(r.M), "V": float(getattr(r, "V", math.nan)),
-           "E_pre": float(r.E_pre), "L_pre": float(r.L_pre)}
+    obs = {name: float(getattr(r, name)) for name in PRETRAIN_THEORY}
     ok = bool(r.converged) and _finite(obs["Q"], obs["M"])
-    warm = None
-    if ok:
-        warm = getattr(r, "overlaps", None)
-        if warm is None:
-            warm = PretrainOverlaps(Q=obs["Q"], M=obs["M"], V=obs["V"])
     # the reused-sequence channel needs the susceptibility V as well as (Q0, Q, M)
-    order = PretrainState(Q0=Q0, Q=obs["Q"], M=obs["M"], V=obs["V"]) if ok and _finite(obs["V"]) else (
-        PretrainOrderParams(Q0=Q0, Q=obs["Q"], M=obs["M"]) if ok else None)
-    diag = {"residual": getattr(r, "residual", math.nan), "status": getattr(r, "status", "")}
+    order = PretrainState(Q0=obs["Q0"], Q=obs["Q"], M=obs["M"], V=obs["V"] if _finite(obs["V"]) else None) \
+        if ok else None
     # Monte-Carlo channels (softmax) report the standard errors of their expectations
-    sem = {k: float(getattr(r, f"{k}_sem")) for k in ("E_pre", "L_pre") if getattr(r, f"{k}_sem", 0.0)}
+    sem = {k: float(getattr(r, f"{k}_sem")) for k in ("E_pre", "L_pre") if getattr(r, f"{k}_sem")}
     # with replicas: the Monte-Carlo error of the whole fixed point
-    sem.update({k: v for k, v in getattr(r, "replica_sem", {}).items() if k in ("Q", "M", "V")})
-    return {"observables": obs, "converged": ok, "n_steps": int(getattr(r, "n_steps", 0)), "order": order,
-            "diagnostics": diag, "mc_sem": sem}, warm
+    sem.update({k: v for k, v in r.replica_sem.items() if k in ("Q", "M", "V")})
+    return _PretrainPart(observables=obs, converged=ok, diagnostics={"residual": r.residual, "status": r.status},
+                         mc_sem=sem, n_steps=int(r.n_steps), order=order, warm=r.overlaps if ok else None)
 
 
-_FT_NAMES = ("q0", "q", "m", "v", "o_w", "E_ft", "L_ft", "E_frozen", "delta_eff", "beta_W")
-#: Observables of the random control of an active selection, reported as ``<name>_random``.
-_RANDOM_NAMES = ("q", "m", "o_w", "E_ft", "L_ft", "delta_eff")
-
-
-def _finetune(params: Params, order: Any, *, q0: float, n_mc: int, n_test: int, key: int,
-              max_steps: int) -> dict[str, Any]:
-    """``theory.finetune.solve_finetune`` at ``order`` (``(Q0, Q, M)``, with ``V`` for reused sequences);
-    with active selection its random control of the same size gives the ``*_random`` observables."""
-    from theory.finetune import solve_finetune
-
+def _finetune(params: Params, order: PretrainState, *, q0: float, n_mc: int, n_test: int, key: int,
+              max_steps: int) -> _Part:
+    """:func:`theory.stages.finetune.solve_finetune` at ``order`` (``(Q0, Q, M)``, with ``V`` for reused
+    sequences); with active selection its random control of the same size gives the ``*_random`` observables."""
     r = solve_finetune(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
-    obs = {k: float(getattr(r, k)) for k in _FT_NAMES}
+    obs = {k: float(getattr(r, k)) for k in FINETUNE_THEORY}
     ok = bool(r.converged)
     if r.random_control is not None:
         rc = r.random_control
-        obs.update({f"{k}_random": float(getattr(rc, k)) for k in _RANDOM_NAMES})
+        obs.update({f"{k}_random": float(getattr(rc, k)) for k in RANDOM_CONTROL})
         ok = ok and bool(rc.converged)
     sem = {k: v for k, v in r.mc_sem.items() if k in ("E_ft", "E_frozen", "L_ft") and v}
     diag = {"residual": r.residual, **{k: v for k, v in r.diagnostics.items() if isinstance(v, (int, float, str))}}
-    return {"observables": obs, "converged": ok, "n_steps": int(r.n_steps), "mc_sem": sem, "diagnostics": diag}
+    return _Part(observables=obs, converged=ok, diagnostics=diag, mc_sem=sem, n_steps=int(r.n_steps))
 
 
-def _bayes_pretrain(params: Params) -> dict[str, Any]:
-    from theory.bayes_pretrain import solve_bayes_pretrain
-
+def _bayes_pretrain(params: Params) -> _Part:
+    """:func:`theory.bayes.pretrain.solve_bayes_pretrain`: ``Q_BO, E_pre_BO``."""
     b = solve_bayes_pretrain(params)
-    return {"observables": {"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO}, "converged": bool(b.converged),
-            "mc_sem": {"E_pre_BO": b.E_pre_BO_sem}, "diagnostics": {"status": b.status, "n_roots": b.n_roots}}
+    return _Part(observables={"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO}, converged=bool(b.converged),
+                 diagnostics={"status": b.status, "n_roots": b.n_roots}, mc_sem={"E_pre_BO": b.E_pre_BO_sem})
 
 
-def _bayes_finetune(params: Params, order: Any) -> dict[str, Any] | None:
+def _bayes_finetune(params: Params, order: PretrainState) -> _Part | None:
+    """:func:`theory.bayes.finetune.solve_bayes_finetune`: ``q_BO, E_ft_BO`` (``None`` with reused or selected
+    sequences, which it does not model)."""
     if params.reuse != 0 or params.active_rho is not None:
         return None
-    from theory.bayes_finetune import solve_bayes_finetune
-
     # the weak-recovery threshold is not an observable; skipping it halves the cost
     b = solve_bayes_finetune(params, order, threshold=False)
-    return {"observables": {"q_BO": b.q_BO, "E_ft_BO": b.E_ft_BO}, "converged": bool(b.converged),
-            "n_steps": int(b.n_steps), "mc_sem": {"E_ft_BO": b.E_ft_BO_se, "q_BO": b.q_se},
-            "diagnostics": {"status": b.status, "delta_BO": b.delta_BO}}
+    return _Part(observables={"q_BO": b.q_BO, "E_ft_BO": b.E_ft_BO}, converged=bool(b.converged),
+                 diagnostics={"status": b.status, "delta_BO": b.delta_BO},
+                 mc_sem={"E_ft_BO": b.E_ft_BO_se, "q_BO": b.q_se}, n_steps=int(b.n_steps))
 
 
 # ----------------------------------------------------------------------------------------- sweeps
 def _axes(vary: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
-    from lora_attn.sweep import PARAM_NAMES, parse_vary
-
     items = vary.items() if isinstance(vary, Mapping) else vary
     axes = []
     for name, values in items:
@@ -410,7 +406,7 @@ def sweep(
     out: str | None = None,
     progress: bool = True,
     warm: bool = True,
-) -> "pd.DataFrame":  # noqa: F821
+) -> pd.DataFrame:
     """The theory on the Cartesian product of ``vary`` applied to ``base``, as a tidy DataFrame.
 
     Args:
@@ -428,8 +424,6 @@ def sweep(
         One row per point: the parameters, ``stage, n_mc, bayes``, every observable, ``converged`` and
         ``n_steps_<part>``. Every point is validated before any work.
     """
-    from lora_attn.sweep import check_output_path, grid, run_sweep
-
     if stage == "finetune":
         raise ParameterError("sweep covers stage 'both' or 'pretrain' (the fine-tuning stage alone needs "
                              "measured pre-training order parameters: call solve(..., stage='finetune'))")

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Test errors (fresh test sequences, weights fixed): the observables the output-Gram factor applies to.
-TEST_ERRORS = ("E_pre", "E_ft", "E_frozen", "E_ft_random")
+from model.observables import TEST_ERRORS
 
 
 def output_gram_constant(T: int) -> float:
@@ -54,7 +53,7 @@ def linear_test_error_at(E_inf: float, *, T: int, D: int, delta: float) -> float
 
 def theory_at(name: str, value: float, D: int, params: Any) -> float:
     """The theory's ``value`` of observable ``name`` with the exact output-Gram factor of size ``D`` where
-    one is known (linear ``σ`` test errors, :data:`TEST_ERRORS`); ``value`` unchanged otherwise."""
+    one is known (linear ``σ`` test errors, :data:`model.observables.TEST_ERRORS`); ``value`` unchanged otherwise."""
     if params.sigma != "linear" or name not in TEST_ERRORS:
         return value
     return linear_test_error_at(value, T=params.T, D=D, delta=params.delta)

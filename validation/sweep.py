@@ -1,0 +1,74 @@
+"""Sweeps of simulations with the theory beside them: one row per parameter point.
+
+``lora-attn sweep``: the Cartesian product of the ``--vary`` axes (:func:`model.tables.grid`); at every point
+the simulation (every observable and its ``_sem``, :meth:`simulate.SimulationResult.row`), the theory
+(:meth:`theory.TheoryPoint.row`, warm-started from the previous point), or both side by side (the theory's
+columns then named ``<name>_theory``). Every point is checked before any work; the table is rewritten after
+every point and a rerun resumes (:func:`model.tables.run_sweep`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+import simulate
+import theory
+from model.params import ParameterError, Params
+from model.tables import check_output_path, grid, parse_vary, run_sweep
+from simulate.run import sizes
+
+
+def sweep_table(base: Params, vary: Sequence[str], *, out: str, simulate: bool = False, theory: bool = True,
+                stage: str = "both", bayes: bool | str = False, n_mc: int = 4000, D: int | None = None,
+                seeds: int = 2, seed: int = 0, cache_dir: str | None = None) -> tuple[pd.DataFrame, int]:
+    """The sweep of ``vary`` (``--vary`` strings) around ``base``, written to ``out``.
+
+    Returns the table and the number of points where the theory did not converge (``converged = False``).
+    Raises :class:`ParameterError` before any work for a bad axis, point, size, output path or theory setting.
+    """
+    return _sweep(base, vary, out=out, run_simulation=simulate, run_theory=theory, stage=stage, bayes=bayes,
+                  n_mc=n_mc, D=D, seeds=seeds, seed=seed, cache_dir=cache_dir)
+
+
+def _sweep(base: Params, vary: Sequence[str], *, out: str, run_simulation: bool, run_theory: bool, stage: str,
+           bayes: bool | str, n_mc: int, D: int | None, seeds: int, seed: int, cache_dir: str | None
+           ) -> tuple[pd.DataFrame, int]:
+    points = grid(base, [parse_vary(v) for v in vary])
+    check_output_path(out)
+    if run_simulation:
+        if D is None:
+            raise ParameterError("sweep --simulate needs --D N (allowed an integer D ≥ 2)")
+        for p in points:
+            sizes(p, D)
+    if run_theory:
+        if stage == "finetune":
+            raise ParameterError("sweep --stage: allowed 'both' or 'pretrain' (fine-tuning alone needs measured "
+                                 "pre-training order parameters: lora-attn theory --stage finetune)")
+        for p in points:
+            theory.check(p, stage=stage, n_mc=n_mc, bayes=bayes)
+    not_converged = []
+
+    def point(p: Params, warm: Any) -> tuple[dict[str, Any], Any]:
+        row: dict[str, Any] = {}
+        if run_simulation:
+            row.update(simulate.run(p, D, seeds, seed=seed, cache_dir=cache_dir).row())
+        if not run_theory:
+            return row, None
+        t = theory.solve(p, init=warm, stage=stage, bayes=bayes, n_mc=n_mc)
+        if not t.converged:
+            not_converged.append(p)
+        trow = {k: v for k, v in t.row().items() if k not in p.to_dict()}
+        if run_simulation:  # side by side: simulation under the plain names, theory as NAME_theory
+            trow = {f"{k}_theory": v for k, v in trow.items()}
+        row.update(trow)
+        return row, t.warm
+
+    extra: dict[str, Any] = {}
+    if run_simulation:
+        extra.update({"D": D, "seeds": seeds})
+    if run_theory:
+        extra.update({"stage": stage, "n_mc": n_mc, "bayes": theory.bayes_label(bayes)})
+    table = run_sweep(points, point, out=out, extra_columns=extra)
+    return table, len(not_converged)
