@@ -60,7 +60,8 @@ def _bayes_arg(value: str | None) -> bool | str:
 
 def cmd_sweep(args: argparse.Namespace, params: Params) -> int:
     table, not_converged = sweep_table(
-        params, args.vary, out=args.out, simulate=args.simulate, theory=args.theory or not args.simulate,
+        params, args.vary, out=args.out, run_simulation=args.simulate,
+        run_theory=args.theory or not args.simulate,
         stage=args.stage, bayes=_bayes_arg(args.bayes), n_mc=args.n_mc, D=args.D, seeds=args.seeds, seed=args.seed,
         cache_dir=args.cache_dir)
     print(f"lora-attn sweep: {len(table)} points written to {args.out}")

@@ -20,21 +20,16 @@ from model.tables import check_output_path, grid, parse_vary, run_sweep
 from simulate.run import sizes
 
 
-def sweep_table(base: Params, vary: Sequence[str], *, out: str, simulate: bool = False, theory: bool = True,
-                stage: str = "both", bayes: bool | str = False, n_mc: int = 4000, D: int | None = None,
-                seeds: int = 2, seed: int = 0, cache_dir: str | None = None) -> tuple[pd.DataFrame, int]:
-    """The sweep of ``vary`` (``--vary`` strings) around ``base``, written to ``out``.
+def sweep_table(base: Params, vary: Sequence[str], *, out: str, run_simulation: bool = False,
+                run_theory: bool = True, stage: str = "both", bayes: bool | str = False, n_mc: int = 4000,
+                D: int | None = None, seeds: int = 2, seed: int = 0, cache_dir: str | None = None
+                ) -> tuple[pd.DataFrame, int]:
+    """The sweep of ``vary`` (``--vary`` strings) around ``base``, written to ``out``: simulations at ``D``
+    (``run_simulation``), the theory (``run_theory``), or both side by side.
 
     Returns the table and the number of points where the theory did not converge (``converged = False``).
     Raises :class:`ParameterError` before any work for a bad axis, point, size, output path or theory setting.
     """
-    return _sweep(base, vary, out=out, run_simulation=simulate, run_theory=theory, stage=stage, bayes=bayes,
-                  n_mc=n_mc, D=D, seeds=seeds, seed=seed, cache_dir=cache_dir)
-
-
-def _sweep(base: Params, vary: Sequence[str], *, out: str, run_simulation: bool, run_theory: bool, stage: str,
-           bayes: bool | str, n_mc: int, D: int | None, seeds: int, seed: int, cache_dir: str | None
-           ) -> tuple[pd.DataFrame, int]:
     points = grid(base, [parse_vary(v) for v in vary])
     check_output_path(out)
     if run_simulation:
