@@ -21,7 +21,9 @@ import argparse
 import sys
 
 import figures
-from model.params import SIGMAS
+from lora_attn.cli import add_executor_flags
+from model.params import SIGMAS, ParameterError
+from simulate.executors import check_executor, make_executor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="σ values computed at once, one process each (default 1: on 2 cores two processes were "
                          "slower than one after the other, JAX's threads contending; worth it with more cores)")
+    add_executor_flags(ap)  # where the seeds of the simulation markers run
     args = ap.parse_args(argv)
+    try:
+        check_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
+    except ParameterError as err:
+        print(f"paper_figs: {err}", file=sys.stderr)
+        return 2
     if args.jobs < 1:
         print("paper_figs: --jobs must be ≥ 1", file=sys.stderr)
         return 2
@@ -49,9 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         print("paper_figs: --seeds must be ≥ 1", file=sys.stderr)
         return 2
-    return figures.make(figs=args.fig, sigmas=args.sigma, quick=args.quick, D=args.D, seeds=args.seeds,
-                        out=args.out, simulations=not args.no_sim, theory_lines=not args.no_theory, jobs=args.jobs,
-                        argv=sys.argv[1:] if argv is None else list(argv))
+    try:
+        executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler) if args.jobs == 1 else None
+    except ParameterError as err:
+        print(f"paper_figs: {err}", file=sys.stderr)
+        return 2
+    try:
+        return figures.make(figs=args.fig, sigmas=args.sigma, quick=args.quick, D=args.D, seeds=args.seeds,
+                            out=args.out, simulations=not args.no_sim, theory_lines=not args.no_theory, jobs=args.jobs,
+                            argv=sys.argv[1:] if argv is None else list(argv), executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def _unplain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (math.nan if v is None else v) for k, v in row.items()}
 
 
-def point_function(sweep: Sweep, cache: PointCache, *, D: int, seeds: int, n_mc: int, sim_cache: str):
+def point_function(sweep: Sweep, cache: PointCache, *, D: int, seeds: int, n_mc: int, sim_cache: str,
+                   executor: Any = None):
     """``(params, warm) -> (row, warm)`` for ``run_sweep``, reading and filling the point cache."""
     kind = sweep.kind
     if kind == "sim":
@@ -105,7 +106,7 @@ def point_function(sweep: Sweep, cache: PointCache, *, D: int, seeds: int, n_mc:
 
     def compute(p: Params, warm: Any) -> tuple[dict[str, Any], Any]:
         if kind == "sim":
-            return simulate.run(p, D, seeds, seed=0, cache_dir=sim_cache).row(), None
+            return simulate.run(p, D, seeds, seed=0, cache_dir=sim_cache, executor=executor).row(), None
         if kind == "bayes_pretrain":
             b = theory.solve_bayes_pretrain(p)
             return {"Q_BO": b.Q_BO, "E_pre_BO": b.E_pre_BO, "E_pre_BO_sem": b.E_pre_BO_sem,
@@ -128,7 +129,7 @@ def point_function(sweep: Sweep, cache: PointCache, *, D: int, seeds: int, n_mc:
 
 
 def compute_table(sweep: Sweep, out_dir: Path, cache: PointCache, *, D: int, seeds: int, n_mc: int,
-                  sim_cache: str) -> pd.DataFrame | None:
+                  sim_cache: str, executor: Any = None) -> pd.DataFrame | None:
     """The tidy table of one sweep (written as CSV in ``out_dir``), or ``None`` where its theory is not
     available."""
     points = grid(sweep.base, [(name, list(values)) for name, values in sweep.axes])
@@ -136,7 +137,7 @@ def compute_table(sweep: Sweep, out_dir: Path, cache: PointCache, *, D: int, see
     path = out_dir / f"{sweep.base.sigma}-{sweep.name}-{suffix}.csv"
     if path.exists():
         path.unlink()  # the per-point cache is the resumable store; the CSV is rewritten from it
-    fn = point_function(sweep, cache, D=D, seeds=seeds, n_mc=n_mc, sim_cache=sim_cache)
+    fn = point_function(sweep, cache, D=D, seeds=seeds, n_mc=n_mc, sim_cache=sim_cache, executor=executor)
     print(f"[paper_figs] {sweep.base.sigma} {sweep.name} ({sweep.kind}): {len(points)} points",
           file=sys.stderr, flush=True)
     try:
@@ -159,13 +160,13 @@ def _tables(sweeps, out_dir: Path, cache: PointCache, **kw) -> dict[str, pd.Data
 
 
 def make_figure(spec: FigureSpec, sigma: str, out_dir: Path, *, D: int, seeds: int, n_mc: int, simulations: bool,
-                theory_lines: bool) -> list[str]:
+                theory_lines: bool, executor: Any = None) -> list[str]:
     """Compute the tables behind ``spec`` for ``sigma`` (theory lines and / or simulation markers) and draw it
     (:mod:`figures.panels`); returns the written figure paths."""
     data_dir = out_dir / f"fig{spec.number}"
     data_dir.mkdir(parents=True, exist_ok=True)
     cache = PointCache(out_dir / "cache" / "points")
-    kw = dict(D=D, seeds=seeds, n_mc=n_mc, sim_cache=str(out_dir / "cache"))
+    kw = dict(D=D, seeds=seeds, n_mc=n_mc, sim_cache=str(out_dir / "cache"), executor=executor)
     theory_tables = _tables(spec.theory, data_dir, cache, **kw) if theory_lines else {}
     sim_tables = _tables(spec.simulation, data_dir, cache, **kw) if simulations else {}
     draw = getattr(panels, f"figure{spec.number}")
@@ -175,13 +176,14 @@ def make_figure(spec: FigureSpec, sigma: str, out_dir: Path, *, D: int, seeds: i
 
 def make(*, figs: Sequence[int] = (1, 2, 3, 4), sigmas: Sequence[str] = ("linear", "softmax"), quick: bool = False,
          D: int | None = None, seeds: int = 2, out: str | Path | None = None, simulations: bool = True,
-         theory_lines: bool = True, jobs: int = 1, argv: Sequence[str] = ()) -> int:
+         theory_lines: bool = True, jobs: int = 1, argv: Sequence[str] = (), executor: Any = None) -> int:
     """Compute and draw the figures ``figs`` for each ``σ`` of ``sigmas``; the exit status.
 
     ``D``: dimension of the simulations (default 150, quick 60); ``out``: the output folder (default
     ``figures/paper``, quick ``figures/out``); ``quick``: coarse grids and Monte-Carlo size ``N_MC[1]``.
     With ``jobs > 1`` and several ``σ``, the command line ``argv`` of ``paper_figs.py`` is rerun once per ``σ``,
-    ``jobs`` processes at a time (:func:`run_children`).
+    ``jobs`` processes at a time (:func:`run_children`). ``executor``: where the seeds of the simulation markers
+    run (:mod:`simulate.executors`; default here).
     """
     D = D if D is not None else (60 if quick else 150)
     n_mc = N_MC[1] if quick else N_MC[0]
@@ -198,7 +200,7 @@ def make(*, figs: Sequence[int] = (1, 2, 3, 4), sigmas: Sequence[str] = ("linear
         for number in figs:
             t1 = time.perf_counter()
             paths = make_figure(specs[number], sigma, out_dir, D=D, seeds=seeds, n_mc=n_mc, simulations=simulations,
-                                theory_lines=theory_lines)
+                                theory_lines=theory_lines, executor=executor)
             dt = time.perf_counter() - t1
             timings.append((number, sigma, dt))
             print(f"[paper_figs] figure {number} ({sigma}) in {dt:.0f} s: {', '.join(paths)}",

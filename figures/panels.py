@@ -46,14 +46,22 @@ def _frozen_line(ax, *tables: pd.DataFrame | None) -> None:
             return
 
 
+#: Fewer converged points than this are drawn as markers alone: a line through two points says nothing of the
+#: curve between them and can cross the ERM curves it lies below at every computed point.
+MIN_LINE_POINTS = 3
+
+
 def _bo_line(ax, table: pd.DataFrame | None, x: str, y: str, *, transform=None) -> None:
     if table is None or y not in table.columns:
         return
     t = table.sort_values(x)
     if "converged" in t.columns:
         t = t[t["converged"].astype(bool)]
+    t = t[t[y].notna()]
     values = t[y] if transform is None else transform(t[y])
-    ax.plot(t[x], values, ":", color="k", marker=".", ms=3, lw=1.2, label="Bayes-optimal")
+    line = len(t) >= MIN_LINE_POINTS
+    ax.plot(t[x], values, linestyle=":" if line else "none", color="k", marker=".", ms=3 if line else 6, lw=1.2,
+            label="Bayes-optimal")
 
 
 def figure1(theory: Tables, sims: Tables, *, sigma: str, stem: str, D: int | None = 150) -> list[str]:

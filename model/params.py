@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 SIGMAS = ("softmax", "linear")
 
-Recalibration = Union[float, Literal["optimal"], None]
+Recalibration = Union[float, Literal["delta", "error", "optimal"], None]
+
+#: Named recalibrations: ``delta`` = ``M/Q`` (the ``Δ_eff`` minimiser), ``error`` = the ``E_ft`` minimiser over
+#: ``β_W`` (found by the theory), ``optimal`` = the deprecated name of ``delta``.
+RECALIBRATIONS = ("delta", "error", "optimal")
 
 
 class ParameterError(ValueError):
@@ -27,14 +32,16 @@ def _float_or_inf(text: str) -> float:
 
 
 def _recalibration(text: str) -> float | str:
-    """A command-line ``β_W``: ``optimal`` or a number."""
-    return text if text == "optimal" else float(text)
+    """A command-line ``β_W``: ``delta``, ``error``, ``optimal`` (deprecated: ``delta``) or a number."""
+    return text if text in RECALIBRATIONS else float(text)
 
 
-def _doc(symbol: str, text: str, flag_type: Any = float, **flag: Any) -> dict[str, Any]:
+def _doc(symbol: str, text: str, flag_type: Any = float, omit_at_default: bool = False, **flag: Any) -> dict[str, Any]:
     """Field metadata: the MODEL.md symbol, the doc, and how the command line parses the flag
-    (``flag_type``: a callable on the text; ``flag``: extra ``argparse`` keywords such as ``choices``)."""
-    return {"symbol": symbol, "doc": text, "flag_type": flag_type, "flag": flag}
+    (``flag_type``: a callable on the text; ``flag``: extra ``argparse`` keywords such as ``choices``).
+    ``omit_at_default``: :meth:`Params.to_dict` leaves the field out while it has its default (the rank fields:
+    rank-one outputs — JSON, tables, cache keys — stay those of the model before ranks existed)."""
+    return {"symbol": symbol, "doc": text, "flag_type": flag_type, "flag": flag, "omit_at_default": omit_at_default}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +76,9 @@ class Params:
     )
     recalibrate: Recalibration = field(
         default=None,
-        metadata=_doc("β_W", "frozen weights √β_W·Ŵ in fine-tuning: a number > 0, 'optimal' (= M/Q), or None (= 1)",
+        metadata=_doc("β_W", "frozen weights √β_W·Ŵ in fine-tuning: a number > 0, 'delta' (= M/Q, minimises Δ_eff), "
+                      "'error' (minimises E_ft, found by the theory), None (= 1); 'optimal' is the deprecated "
+                      "name of 'delta'",
                      _recalibration),
     )
     active_rho: float | None = field(
@@ -79,8 +88,22 @@ class Params:
     pool_ratio: float = field(
         default=100.0, metadata=_doc("ᾱ'", "active fine-tuning pool ratio (pool size ⌊ᾱ' D⌋), ᾱ' > 0")
     )
+    rank: int = field(
+        default=1, metadata=_doc("r", "LoRA rank (U ∈ R^{D×r}, MODEL.md §8), an integer r ≥ 1", int, omit_at_default=True)
+    )
+    teacher_rank: int = field(
+        default=1,
+        metadata=_doc("r*", "rank of the fine-tuning teacher (U* ∈ R^{D×r*}, MODEL.md §8), an integer r* ≥ 1", int,
+                      omit_at_default=True),
+    )
 
     def __post_init__(self) -> None:
+        # numpy (or other numbers.Real) scalars are taken wherever Python numbers are, and stored as Python ones
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            plain = _plain_scalar(value)
+            if plain is not value:
+                object.__setattr__(self, f.name, plain)
         _validate(self)
 
     # ------------------------------------------------------------------ helpers
@@ -89,8 +112,17 @@ class Params:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain ``{name: value}`` (JSON-serialisable; ``inf`` stays a float)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Plain ``{name: value}`` (JSON-serialisable; ``inf`` stays a float). The rank fields
+        (``rank``, ``teacher_rank``) appear only when they differ from 1 (:data:`OMITTED_AT_DEFAULT`), so a
+        rank-one point has the dictionary, table columns and cache keys it had before ranks existed;
+        ``Params(**d)`` restores the defaults."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not (f.metadata["omit_at_default"] and getattr(self, f.name) == f.default)}
+
+    @property
+    def rank_one(self) -> bool:
+        """Whether ``r = r* = 1``: the rank-one code paths of MODEL.md §1–7; otherwise the rank-``r`` ones (§8)."""
+        return self.rank == 1 and self.teacher_rank == 1
 
     @property
     def effective_alpha_prime(self) -> float:
@@ -107,10 +139,34 @@ class Params:
         ]
 
 
+def _plain_scalar(value: Any) -> Any:
+    """A numpy integer as ``int``, a numpy (or other ``numbers.Real``) float as ``float``, a ``str`` subclass as
+    ``str``; anything else (``bool``, ``None``, text, an invalid value) unchanged, for :func:`_validate` to judge."""
+    if value is None or isinstance(value, bool) or type(value) in (int, float, str):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral) and not _is_bool(value):
+        return int(value)
+    if isinstance(value, numbers.Real) and not _is_bool(value):
+        try:
+            return float(value)
+        except (OverflowError, ValueError):
+            return value
+    return value
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value).__name__ in ("bool", "bool_")
+
+
 def _finite_number(name: str, value: Any, allowed: str, *, allow_inf: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParameterError(f"{name} = {value!r} is not a number: allowed {allowed}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        raise ParameterError(f"{name} = {value!r} is not finite: allowed {allowed}") from None
     if math.isnan(x) or (math.isinf(x) and not allow_inf):
         raise ParameterError(f"{name} = {value!r} is not finite: allowed {allowed}")
     return x
@@ -136,11 +192,15 @@ def _validate(p: Params) -> None:
     _check("lam_prime", p.lam_prime, lambda x: x >= 0, "lam_prime ≥ 0 (inf allowed)", allow_inf=True)
     _check("delta", p.delta, lambda x: x >= 0, "delta ≥ 0")
     _check("reuse", p.reuse, lambda x: 0 <= x <= 1, "0 ≤ reuse ≤ 1")
-    if p.recalibrate is not None and p.recalibrate != "optimal":
-        _check("recalibrate", p.recalibrate, lambda x: x > 0, "recalibrate > 0, 'optimal' or None")
+    if p.recalibrate is not None and p.recalibrate not in RECALIBRATIONS:
+        _check("recalibrate", p.recalibrate, lambda x: x > 0, "recalibrate > 0, 'delta', 'error', 'optimal' or None")
     if p.active_rho is not None:
         _check("active_rho", p.active_rho, lambda x: 0 < x <= 1, "0 < active_rho ≤ 1")
     _check("pool_ratio", p.pool_ratio, lambda x: x > 0, "pool_ratio > 0")
+    for name in ("rank", "teacher_rank"):
+        v = getattr(p, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ParameterError(f"{name} = {v!r} is out of range: allowed an integer {name} ≥ 1")
     if p.active_rho is not None and p.reuse > 0:
         raise ParameterError(
             "reuse > 0 and active_rho cannot be combined: active selection draws a fresh pool "
@@ -150,6 +210,9 @@ def _validate(p: Params) -> None:
 
 #: Every parameter name, in field order (the columns of a table's parameter part).
 PARAM_NAMES = tuple(f.name for f in dataclasses.fields(Params))
+
+#: The fields :meth:`Params.to_dict` leaves out while they have their default (1).
+OMITTED_AT_DEFAULT = tuple(f.name for f in dataclasses.fields(Params) if f.metadata["omit_at_default"])
 
 #: The parameters the pre-training depends on (MODEL.md §3): none of the fine-tuning ones.
 PRETRAIN_FIELDS = ("T", "sigma", "beta", "kappa0", "kappa", "alpha", "lam", "delta")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from model.laws import activation, model_noise
@@ -17,7 +18,8 @@ from simulate.layer import attention_preactivation, lora_preactivation, token_gr
 
 @dataclass(frozen=True)
 class Teacher:
-    """Pre-training teacher ``W0 ∈ R^{D×P0}`` and fine-tuning direction ``w* ∈ R^D``, i.i.d. N(0, 1)."""
+    """Pre-training teacher ``W0 ∈ R^{D×P0}`` and fine-tuning direction ``w* ∈ R^D``, i.i.d. N(0, 1); for a
+    teacher of rank ``r*`` (MODEL.md §8) ``w_star`` is the matrix ``U* ∈ R^{D×r*}``."""
 
     W0: Array
     w_star: Array
@@ -62,21 +64,43 @@ class Batch:
         return activation(self.A0 + self.R_star + jnp.sqrt(delta) * self.Z, sigma, beta)
 
 
-def sample_teacher(key: Array, D: int, P0: int) -> Teacher:
-    """``W0`` with ``P0`` columns and ``w*``, all entries i.i.d. N(0, 1)."""
+def sample_teacher(key: Array, D: int, P0: int, teacher_rank: int | None = None) -> Teacher:
+    """``W0`` with ``P0`` columns and ``w*`` (``teacher_rank=None``) or ``U* ∈ R^{D×r*}`` (``teacher_rank = r*``),
+    all entries i.i.d. N(0, 1). ``U*`` at ``r* = 1`` holds exactly the entries of ``w*`` (same key, same draws)."""
     k0, k1 = jax.random.split(key)
-    return Teacher(W0=jax.random.normal(k0, (D, P0)), w_star=jax.random.normal(k1, (D,)))
+    shape = (D,) if teacher_rank is None else (D, int(teacher_rank))
+    return Teacher(W0=jax.random.normal(k0, (D, P0)), w_star=jax.random.normal(k1, shape))
 
 
-def sample_batch(key: Array, n: int, T: int, teacher: Teacher) -> Batch:
-    """``n`` fresh sequences ``X`` (i.i.d. N(0,1) tokens) with their noise and teacher pre-activations."""
+def sample_batch(key: Array, n: int, T: int, teacher: Teacher, chunk: int | None = None) -> Batch:
+    """``n`` fresh sequences ``X`` (i.i.d. N(0,1) tokens) with their noise and teacher pre-activations.
+
+    Up to ``chunk`` sequences (default :func:`simulate.pretrain.chunk_size`, about 1 GiB of intermediates) are
+    drawn at once, ``X = normal(k_X, (n, T, D))``. A larger batch is drawn chunk by chunk into host memory, chunk
+    ``c`` from ``fold_in(k_X, c)`` (the same law, another draw of it), and its ``T × T`` blocks computed chunk by
+    chunk, so that drawing it takes the memory of ``X`` plus one chunk, not several copies of ``X``.
+    """
+    from simulate.pretrain import chunk_size
+
     D = teacher.W0.shape[0]
     kx, kz = jax.random.split(key)
-    X = jax.random.normal(kx, (n, T, D))
-    return Batch(
-        X=X,
-        Z=model_noise(kz, n, T),
-        A0=attention_preactivation(X, teacher.W0),
-        R_star=lora_preactivation(X, teacher.w_star),
-        G=token_gram(X),
-    )
+    size = chunk or chunk_size(T, max(D, teacher.W0.shape[1]))
+    if n <= size:
+        X = jax.random.normal(kx, (n, T, D))
+        return Batch(
+            X=X,
+            Z=model_noise(kz, n, T),
+            A0=attention_preactivation(X, teacher.W0),
+            R_star=lora_preactivation(X, teacher.w_star),
+            G=token_gram(X),
+        )
+    X = np.empty((n, T, D))
+    A0, R_star, G = [], [], []
+    for c, start in enumerate(range(0, n, size)):
+        Xc = jax.random.normal(jax.random.fold_in(kx, c), (min(size, n - start), T, D))
+        X[start:start + Xc.shape[0]] = np.asarray(Xc)
+        A0.append(attention_preactivation(Xc, teacher.W0))
+        R_star.append(lora_preactivation(Xc, teacher.w_star))
+        G.append(token_gram(Xc))
+    return Batch(X=X, Z=model_noise(kz, n, T), A0=jnp.concatenate(A0), R_star=jnp.concatenate(R_star),
+                 G=jnp.concatenate(G))

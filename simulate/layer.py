@@ -27,8 +27,14 @@ def attention_preactivation(X: Array, W: Array) -> Array:
 
 
 def lora_preactivation(X: Array, w: Array) -> Array:
-    """``R_w(X) = ((Xw)(Xw)ᵀ − ‖w‖² I_T) / D`` (MODEL.md §1)."""
+    """``R_w(X) = ((Xw)(Xw)ᵀ − ‖w‖² I_T) / D`` (MODEL.md §1) for a vector ``w ∈ R^D``; for a matrix
+    ``U ∈ R^{D×r}``, ``R_U(X) = ((XU)(XU)ᵀ − ‖U‖_F² I_T) / D`` (MODEL.md §8). A ``(D, 1)`` matrix gives the
+    vector's ``R_w`` (to rounding in its derivatives: the vector form is kept for the rank-one numbers)."""
     D = X.shape[-1]
+    if w.ndim == 2:
+        u = jnp.einsum("ntd,dr->ntr", X, w)
+        gram = jnp.einsum("nar,nbr->nab", u, u)
+        return (gram - jnp.sum(w * w) * jnp.eye(X.shape[1], dtype=X.dtype)) / D
     u = jnp.einsum("ntd,d->nt", X, w)
     return (u[:, :, None] * u[:, None, :] - jnp.dot(w, w) * jnp.eye(X.shape[1], dtype=X.dtype)) / D
 
@@ -48,7 +54,8 @@ def output_sq_error(E: Array, G: Array) -> Array:
 
 
 def layer_output(X: Array, W: Array, sigma: str, beta: float = 1.0, w: Array | None = None) -> Array:
-    """``f(X) = σ(A_W(X) + R_w(X)) X`` (``R_w`` omitted when ``w`` is None); shape ``(n, T, D)``."""
+    """``f(X) = σ(A_W(X) + R_w(X)) X`` (``R_w`` omitted when ``w`` is None; ``w`` a vector or a ``D×r``
+    matrix ``U``); shape ``(n, T, D)``."""
     A = attention_preactivation(X, W)
     if w is not None:
         A = A + lora_preactivation(X, w)

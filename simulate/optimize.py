@@ -37,6 +37,7 @@ def lbfgs(
     gtol: float = 1e-9,
     accept: float = 1e-6,
     max_iter: int = 5000,
+    memory: int = 20,
 ) -> tuple[np.ndarray, FitInfo]:
     """Minimise ``F(x)`` given ``value_and_grad(x) -> (F, ∇F)`` on a flat float64 vector.
 
@@ -44,7 +45,8 @@ def lbfgs(
     projected-gradient tolerance ``gtol`` (on ``max_i |∂F/∂x_i| · n``) is meaningful. The fit counts as
     converged when the reported ``grad_norm = ‖∇F‖ √n_params`` is at most ``accept · max(1, |F|)``
     (relative to the objective: a sum of many O(1) terms cannot be made stationary beyond its own
-    rounding, and the driver stops once ``F`` no longer decreases at relative precision 1e-15).
+    rounding, and the driver stops once ``F`` no longer decreases at relative precision 1e-15). ``memory``: the
+    number of correction pairs L-BFGS keeps.
     """
     n = x0.size
 
@@ -57,7 +59,7 @@ def lbfgs(
         np.asarray(x0, dtype=np.float64),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": max_iter, "maxfun": 2 * max_iter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
+        options={"maxiter": max_iter, "maxfun": 2 * max_iter, "gtol": gtol, "ftol": 1e-15, "maxcor": memory},
     )
     _, g = value_and_grad(res.x)
     grad_norm = float(np.linalg.norm(np.asarray(g)) * np.sqrt(n))

@@ -16,19 +16,64 @@ from simulate.layer import attention_preactivation, output_sq_error
 from simulate.optimize import FitInfo, lbfgs
 
 
+#: Memory the intermediates of one chunk of the pre-training loss may take (bytes): the sequences are processed
+#: in chunks of :func:`chunk_size` so that peak memory is the data plus this, whatever ``N`` is. Runs whose
+#: intermediates fit in one chunk (every ``D ≤ 400`` at ``α = 0.1, T = 3, κ = 1``) are computed in one piece,
+#: exactly as before chunking existed.
+CHUNK_BYTES = 2**30
+
+
+def chunk_size(T: int, P: int, budget: int | None = None) -> int:
+    """Sequences per chunk: the intermediates take about ``4 T P`` floats per sequence (``XW``, its cotangent,
+    the ``T×T`` blocks; drawing ``X`` about three times its size), so ``⌊budget / (32 T P)⌋`` sequences (at
+    least one); ``budget`` defaults to :data:`CHUNK_BYTES`."""
+    return max(1, int(CHUNK_BYTES if budget is None else budget) // (4 * 8 * T * P))
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 @partial(jax.jit, static_argnames=("sigma",))
-def pretrain_data_term(W: Array, X: Array, G: Array, B: Array, sigma: str, beta: float) -> Array:
-    """``Σ_μ (1/D)‖σ(A_W(X_μ)) X_μ − y_μ‖_F²`` with ``y_μ = B_μ X_μ``."""
+def _data_term(W: Array, X: Array, G: Array, B: Array, sigma: str, beta: float) -> Array:
     E = activation(attention_preactivation(X, W), sigma, beta) - B
     return jnp.sum(output_sq_error(E, G))
 
 
-def _pretrain_objective(W, X, G, B, lam, sigma, beta):
+def pretrain_data_term(W: Array, X: Array, G: Array, B: Array, sigma: str, beta: float,
+                       chunk: int | None = None) -> Array:
+    """``Σ_μ (1/D)‖σ(A_W(X_μ)) X_μ − y_μ‖_F²`` with ``y_μ = B_μ X_μ``, summed over chunks of ``chunk`` sequences
+    (default :func:`chunk_size`)."""
+    size = chunk or chunk_size(X.shape[1], W.shape[1])
+    if X.shape[0] <= size:
+        return _data_term(W, X, G, B, sigma, beta)
+    return sum(_data_term(W, jnp.asarray(X[c]), G[c], B[c], sigma, beta) for c in _chunks(X.shape[0], size))
+
+
+_data_value_and_grad = jax.jit(jax.value_and_grad(_data_term), static_argnames=("sigma",))
+
+
+def _objective(W, X, G, B, lam, sigma, beta):
+    return (_data_term(W, X, G, B, sigma, beta) + lam * jnp.sum(W * W)) / X.shape[-1] ** 2
+
+
+_objective_value_and_grad = jax.jit(jax.value_and_grad(_objective), static_argnames=("sigma",))
+
+
+def pretrain_value_and_grad(W: Array, X: Array, G: Array, B: Array, lam: float, sigma: str, beta: float,
+                            chunk: int | None = None) -> tuple[Array, Array]:
+    """The pre-training objective ``F(W) = (Σ_μ (1/D)‖σ(A_W(X_μ))X_μ − y_μ‖_F² + λ‖W‖_F²) / D²`` and its gradient,
+    accumulated over chunks of ``chunk`` sequences (default :func:`chunk_size`): peak memory is the data plus
+    one chunk's intermediates."""
     D = X.shape[-1]
-    return (pretrain_data_term(W, X, G, B, sigma, beta) + lam * jnp.sum(W * W)) / D**2
-
-
-_pretrain_value_and_grad = jax.jit(jax.value_and_grad(_pretrain_objective), static_argnames=("sigma",))
+    size = chunk or chunk_size(X.shape[1], W.shape[1])
+    if X.shape[0] <= size:
+        return _objective_value_and_grad(W, X, G, B, lam, sigma, beta)
+    value, grad = lam * jnp.sum(W * W), 2.0 * lam * W
+    for c in _chunks(X.shape[0], size):
+        v, g = _data_value_and_grad(W, jnp.asarray(X[c]), G[c], B[c], sigma, beta)  # X may live on the host
+        value, grad = value + v, grad + g
+    return value / D**2, grad / D**2
 
 
 @dataclass(frozen=True)
@@ -53,16 +98,18 @@ def train_pretrain(
     gtol: float = 1e-9,
     accept: float = 1e-6,
     max_iter: int = 5000,
+    memory: int = 20,
 ) -> PretrainFit:
     """``Ŵ = argmin_W Σ_μ (1/D)‖σ(A_W(X_μ))X_μ − y_μ‖_F² + λ‖W‖_F²`` by L-BFGS from ``W ~ N(0, init_scale²)``."""
     D = X.shape[-1]
     W0 = init_scale * jax.random.normal(key, (D, P))
 
     def vg(flat):
-        v, g = _pretrain_value_and_grad(jnp.reshape(flat, (D, P)), X, G, B, lam, sigma, beta)
+        v, g = pretrain_value_and_grad(jnp.reshape(flat, (D, P)), X, G, B, lam, sigma, beta)
         return v, np.ravel(g)
 
-    flat, info = lbfgs(vg, np.ravel(np.asarray(W0)), scale=D * P, gtol=gtol, accept=accept, max_iter=max_iter)
+    flat, info = lbfgs(vg, np.ravel(np.asarray(W0)), scale=D * P, gtol=gtol, accept=accept, max_iter=max_iter,
+                       memory=memory)
     return PretrainFit(W=jnp.reshape(jnp.asarray(flat), (D, P)), info=info)
 
 

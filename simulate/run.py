@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +19,21 @@ import numpy as np
 import pandas as pd
 from jax import Array
 
-from model.observables import OBSERVABLES, RANDOM_CONTROL, random_control_names, recalibration
+from model.observables import (OBSERVABLES, RANDOM_CONTROL, RANK_RANDOM_CONTROL, random_control_names,
+                               rank_observable_names, recalibration)
 from model.params import ParameterError, Params
 from simulate.cache import PretrainCache, pretrain_cache_key
 from simulate.data import Batch, sample_batch, sample_teacher
+from simulate.executors import Executor, map_items
 from simulate.finetune import finetune_data_term, train_finetune
 from simulate.layer import attention_preactivation, lora_preactivation
-from simulate.measure import lora_overlaps, mean_output_error, offdiag_residual_variance, order_parameters
+from simulate.measure import (lora_overlaps, lora_subspace_overlaps, mean_output_error, offdiag_residual_variance,
+                              order_parameters)
 from simulate.pretrain import pretrain_data_term, train_pretrain, train_pretrain_convex
+from simulate.seed_tasks import SeedTask, run_task
 from simulate.selection import frozen_score, n_kept, select_lowest, select_random
 
-__all__ = ["OBSERVABLES", "RANDOM_CONTROL", "SeedResult", "SimulationResult", "Sizes", "run", "run_seed", "sizes"]
+__all__ = ["OBSERVABLES", "RANDOM_CONTROL", "SeedResult", "SimulationResult", "Sizes", "run", "run_many", "run_seed", "sizes"]
 
 PRETRAIN_SOLVERS = ("lbfgs", "convex")
 #: The token Gram ``G = XXᵀ/D`` in the training losses: the model's own (``"tokens"``), or its
@@ -179,8 +183,9 @@ def run_seed(
     keep_state: bool = False,
     cache: PretrainCache | None = None,
     train_gram: str = "tokens",
+    matrix_lora: bool = False,
 ) -> SeedResult:
-    """Both stages for one draw of teacher and data (MODEL.md §2–4).
+    """Both stages for one draw of teacher and data (MODEL.md §2–4; rank ``r``, ``r*``: §8).
 
     Args:
         params: the parameter point.
@@ -197,6 +202,10 @@ def run_seed(
             fluctuation ``√D(G − I)`` is exactly the pre-activation of the identity direction of ``S̄``,
             so the model's training loss is biased along ``Tr S̄`` at order ``D^{-1/2}``; comparing the two
             settings on the same seeds measures that finite-size effect. Test errors always use ``G``.
+        matrix_lora: train the LoRA as a ``D×r`` matrix and report the rank-``r`` observables (MODEL.md §8)
+            even at ``r = r* = 1`` (a check: the same draws, the rank-one numbers to rounding). ``r`` or ``r* > 1``
+            always does. ``U*`` is drawn from the key of ``w*`` (at ``r* = 1`` it holds exactly ``w*``), and the
+            pre-training does not depend on the ranks.
     """
     p = params
     if pretrain_solver not in PRETRAIN_SOLVERS:
@@ -209,7 +218,8 @@ def run_seed(
     k = {name: jax.random.fold_in(key, i) for i, name in enumerate(
         ("teacher", "pretrain", "init_W", "finetune", "test", "init_w", "pool", "random_subset"))}
 
-    teacher = sample_teacher(k["teacher"], D, sz.P0)
+    matrix = matrix_lora or not p.rank_one
+    teacher = sample_teacher(k["teacher"], D, sz.P0, teacher_rank=p.teacher_rank if matrix else None)
     pre = sample_batch(k["pretrain"], sz.N, p.T, teacher)
     B_pre = pre.pretrain_target(p.delta, p.sigma, p.beta)
     solver_id = pretrain_solver if train_gram == "tokens" else f"{pretrain_solver}/gram={train_gram}"
@@ -251,8 +261,8 @@ def run_seed(
         B_ft = batch.finetune_target(p.delta, p.sigma, p.beta)
         G_ft = _train_gram(batch, train_gram)
         ft = train_finetune(init_key, batch.X, G_ft, A_frozen, B_ft, lam_prime=p.lam_prime,
-                            sigma=p.sigma, beta=p.beta, n_restarts=n_restarts)
-        o = lora_overlaps(ft.w, teacher.w_star)
+                            sigma=p.sigma, beta=p.beta, n_restarts=n_restarts, rank=p.rank if matrix else None)
+        o = lora_subspace_overlaps(ft.w, teacher.w_star) if matrix else lora_overlaps(ft.w, teacher.w_star)
         o["L_ft"] = float(finetune_data_term(ft.w, batch.X, G_ft, A_frozen, B_ft, p.sigma, p.beta)) / len(batch)
         o["delta_eff"] = offdiag_residual_variance(batch.A0, A_frozen, batch.Z, p.delta)
         A_ft = beta_W * A_test + lora_preactivation(test.X, ft.w)
@@ -274,7 +284,7 @@ def run_seed(
         o_r, d_r = finetune_on(control, k["init_w"])
         obs.update(o)
         diag.update(d)
-        obs.update({f"{name}_random": o_r[name] for name in RANDOM_CONTROL})
+        obs.update({f"{name}_random": o_r[name] for name in (RANK_RANDOM_CONTROL if matrix else RANDOM_CONTROL)})
         diag.update({f"{name}_random": v for name, v in d_r.items()})
         diag["pool"] = sz.pool
     else:
@@ -286,7 +296,7 @@ def run_seed(
         diag.update(d)
         diag["n_reuse"] = sz.n_reuse
     diag["alpha_prime_eff"] = sz.N_prime / D
-    ordered = {name: obs[name] for name in OBSERVABLES}
+    ordered = {name: obs[name] for name in (rank_observable_names(p.rank, p.teacher_rank) if matrix else OBSERVABLES)}
     ordered.update({name: v for name, v in obs.items() if name not in ordered})
     return SeedResult(observables=ordered, diagnostics=diag, state=state if keep_state else None)
 
@@ -313,31 +323,70 @@ def run(
     progress: bool = False,
     cache_dir: str | None = None,
     train_gram: str = "tokens",
+    executor: Executor | None = None,
 ) -> SimulationResult:
     """Simulate ``seeds`` independent draws at dimension ``D`` and average (MODEL.md §4 observables).
 
     Seed ``s ∈ {0..seeds−1}`` uses ``fold_in(PRNGKey(seed), s)``: the same ``seed`` reproduces a run
-    exactly, and run ``s`` does not depend on how many seeds are requested. ``train_gram``: see
-    :func:`run_seed`.
+    exactly, and run ``s`` does not depend on how many seeds are requested nor on where it ran.
+    ``train_gram``: see :func:`run_seed`. ``executor``: where the seeds run (:mod:`simulate.executors`;
+    default here, one after the other). ``cache_dir``: trained pre-training weights and finished seeds are
+    stored there and reused (:mod:`simulate.seed_tasks`), so an interrupted run resumes.
     """
+    return run_many([(params, D)], seeds, seed=seed, n_test=n_test, n_restarts=n_restarts,
+                    pretrain_solver=pretrain_solver, progress=progress, cache_dir=cache_dir,
+                    train_gram=train_gram, executor=executor)[0]
+
+
+def run_many(
+    points: Sequence[tuple[Params, int]],
+    seeds: int = 1,
+    *,
+    seed: int = 0,
+    n_test: int | None = None,
+    n_restarts: int = 3,
+    pretrain_solver: str = "lbfgs",
+    progress: bool = False,
+    cache_dir: str | None = None,
+    train_gram: str = "tokens",
+    executor: Executor | None = None,
+) -> list[SimulationResult]:
+    """:func:`run` at several ``(params, D)`` points, every seed of every point submitted to ``executor`` at
+    once (so a pool or a cluster works on all of them together). One result per point, in order."""
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ParameterError(f"seeds = {seeds!r} is out of range: allowed an integer seeds ≥ 1")
-    sizes(params, D, n_test)  # validate before any work
+    if pretrain_solver not in PRETRAIN_SOLVERS:
+        raise ParameterError(f"pretrain_solver = {pretrain_solver!r} is unknown: allowed {PRETRAIN_SOLVERS}")
     if train_gram not in TRAIN_GRAMS:
         raise ParameterError(f"train_gram = {train_gram!r} is unknown: allowed {TRAIN_GRAMS}")
-    base = jax.random.PRNGKey(seed)
-    cache = PretrainCache(cache_dir) if cache_dir is not None else None
-    rows = []
-    for s in range(seeds):
-        r = run_seed(params, D, jax.random.fold_in(base, s), n_test=n_test, n_restarts=n_restarts,
-                     pretrain_solver=pretrain_solver, cache=cache, train_gram=train_gram)
-        rows.append({**r.observables, **r.diagnostics})
+    for params, D in points:
+        sizes(params, D, n_test)  # validate before any work
+    tasks = [SeedTask(params=params, D=int(D), seed=int(seed), index=s, n_test=n_test, n_restarts=n_restarts,
+                      pretrain_solver=pretrain_solver, train_gram=train_gram, cache_dir=cache_dir)
+             for params, D in points for s in range(int(seeds))]
+
+    def report(i: int, row: dict[str, Any]) -> None:
         if progress:
-            print(f"[simulate] D={D} seed {s + 1}/{seeds}: E_pre={r.observables['E_pre']:.4f} "
-                  f"E_ft={r.observables['E_ft']:.4f} o_w={r.observables['o_w']:.4f}", file=sys.stderr, flush=True)
+            t = tasks[i]
+            print(f"[simulate] D={t.D} seed {t.index + 1}/{seeds}: E_pre={row['E_pre']:.4f} "
+                  f"E_ft={row['E_ft']:.4f} o_w={row.get('o_w', row.get('o_U', math.nan)):.4f}", file=sys.stderr,
+                  flush=True)
+
+    rows = map_items(executor, run_task, tasks, report)
+    out = []
+    for j, (params, D) in enumerate(points):
+        point_rows = rows[j * seeds:(j + 1) * seeds]
+        out.append(_average(params, int(D), int(seeds), int(seed), point_rows))
+    return out
+
+
+def _average(params: Params, D: int, seeds: int, seed: int, rows: list[dict[str, Any]]) -> SimulationResult:
+    """Seed means and standard errors of the observables of one point."""
     per_seed = pd.DataFrame(rows)
-    names = [c for c in rows[0] if c in OBSERVABLES or c in random_control_names()]
+    known = {*OBSERVABLES, *rank_observable_names(params.rank, params.teacher_rank), *random_control_names(),
+             *random_control_names(rank_one=False)}
+    names = [c for c in rows[0] if c in known]
     means = {n: float(per_seed[n].mean()) for n in names}
     sem = {n: (float(per_seed[n].std(ddof=1) / math.sqrt(seeds)) if seeds > 1 else float("nan")) for n in names}
-    return SimulationResult(params=params, D=int(D), seeds=int(seeds), seed=int(seed),
-                            observables=means, sem=sem, per_seed=per_seed)
+    return SimulationResult(params=params, D=D, seeds=seeds, seed=seed, observables=means, sem=sem,
+                            per_seed=per_seed)

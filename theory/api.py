@@ -30,24 +30,31 @@ observables of the random subset of the same size as ``<name>_random``.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from model.observables import BAYES_FINETUNE, FINETUNE_THEORY, PRETRAIN_THEORY, RANDOM_CONTROL
+from model.observables import (BAYES_FINETUNE, BAYES_PRETRAIN, FINETUNE_THEORY, PRETRAIN_THEORY, RANDOM_CONTROL,
+                               RANK_RANDOM_CONTROL, observable_names, random_control_names)
 from model.params import PARAM_NAMES, ParameterError, Params, pretrain_key
+from model.jsonsafe import plain
 from model.tables import check_output_path, grid, parse_vary, run_sweep
 from theory.bayes.finetune import solve_bayes_finetune
+from theory.limits import check_limits
 from theory.bayes.pretrain import solve_bayes_pretrain
 from theory.stages.finetune import solve_finetune
+from theory.stages.finetune_rank import solve_finetune_rank
 from theory.stages.pretrain import solve_pretrain
 from theory.states import PretrainOverlaps, PretrainState
 
 STAGES = ("both", "pretrain", "finetune")
-#: Values of ``bayes``: ``True`` (both stages), ``False``, or one stage only.
-BAYES = (True, False, "pretrain", "finetune")
+#: Values of ``bayes``: ``True`` (both stages), ``False``, one stage only, or ``"two_stage"`` (both stages and the
+#: two-stage fine-tuning baseline ``q_BO2, E_ft_BO2`` that conditions on the pre-training data,
+#: :mod:`theory.bayes.two_stage`).
+BAYES = (True, False, "pretrain", "finetune", "two_stage")
 
 
 @dataclass(frozen=True)
@@ -139,9 +146,10 @@ class TheoryPoint:
 
 def _bayes_parts(bayes: Any, stage: str) -> tuple[bool, bool]:
     if bayes not in BAYES or (bayes is not True and bayes is not False and not isinstance(bayes, str)):
-        raise ParameterError(f"bayes = {bayes!r} is unknown: allowed True, False, 'pretrain' or 'finetune'")
-    pre = bayes is True or bayes == "pretrain"
-    ft = bayes is True or bayes == "finetune"
+        raise ParameterError(f"bayes = {bayes!r} is unknown: allowed True, False, 'pretrain', 'finetune' or "
+                             "'two_stage'")
+    pre = bayes is True or bayes in ("pretrain", "two_stage")
+    ft = bayes is True or bayes in ("finetune", "two_stage")
     return pre and stage != "finetune", ft and stage != "pretrain"
 
 
@@ -161,16 +169,24 @@ def check(params: Params, *, stage: str = "both", pretrain: Any = None, q0: floa
     _bayes_parts(bayes, stage)
     if stage != "finetune" and params.lam <= 0:
         raise ParameterError(f"lam = {params.lam} is out of range for the pre-training theory: allowed lam > 0")
+    if not params.rank_one and params.recalibrate == "error":
+        raise ParameterError("recalibrate = 'error' is not implemented at rank r or r* > 1: allowed a number, "
+                             "'delta' or None there")
     if stage == "finetune" and pretrain is None:
         raise ParameterError("stage 'finetune' needs pretrain = PretrainState(Q0, Q, M)")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ParameterError(f"max_steps = {max_steps!r} is out of range: allowed an integer ≥ 1")
-    if isinstance(n_mc, bool) or not isinstance(n_mc, int) or n_mc < 2:
-        raise ParameterError(f"n_mc = {n_mc!r} is out of range: allowed an integer ≥ 2")
-    if isinstance(pretrain_replicas, bool) or not isinstance(pretrain_replicas, int) or pretrain_replicas < 1:
-        raise ParameterError(f"pretrain_replicas = {pretrain_replicas!r} is out of range: allowed an integer ≥ 1")
-    if isinstance(q0, bool) or not isinstance(q0, (int, float)) or not (0 < q0 < math.inf):
+    _integer("max_steps", max_steps, 1)
+    _integer("n_mc", n_mc, 2)
+    _integer("pretrain_replicas", pretrain_replicas, 1)
+    if isinstance(q0, bool) or not isinstance(q0, numbers.Real) or not (0 < float(q0) < math.inf):
         raise ParameterError(f"q0 = {q0!r} is out of range: allowed 0 < q0 < inf")
+    check_limits(params, stage=stage, n_mc=int(n_mc))
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    """``value`` as an ``int`` (numpy integers accepted) if it is an integer ``≥ low``, else :class:`ParameterError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ParameterError(f"{name} = {value!r} is out of range: allowed an integer ≥ {low}")
+    return int(value)
 
 
 def solve(
@@ -197,7 +213,9 @@ def solve(
         stage: ``"both"`` (pre-training chained into fine-tuning), ``"pretrain"``, or ``"finetune"``
             (needs ``pretrain``).
         bayes: add the Bayes-optimal baselines: ``True`` (both stages), ``False``, ``"pretrain"``
-            (``Q_BO, E_pre_BO``: cheap) or ``"finetune"`` (``q_BO, E_ft_BO``: 10–30 s a point).
+            (``Q_BO, E_pre_BO``: cheap), ``"finetune"`` (``q_BO, E_ft_BO``, conditioning on ``Ŵ``: 10–30 s a
+            point) or ``"two_stage"`` (all of them and ``q_BO2, E_ft_BO2``, conditioning on the pre-training data:
+            :mod:`theory.bayes.two_stage`; as much again).
         pretrain: :class:`theory.states.PretrainState` ``(Q0, Q, M)`` of the frozen weights (with ``V`` for
             reused sequences), for ``stage="finetune"`` (e.g. measured by a simulation).
         q0: ``‖w*‖²/D`` (1 as ``D → ∞``).
@@ -221,6 +239,8 @@ def solve(
     """
     check(params, stage=stage, pretrain=pretrain, q0=q0, n_mc=n_mc, bayes=bayes, max_steps=max_steps,
           pretrain_replicas=pretrain_replicas)
+    q0, n_mc, max_steps, pretrain_replicas = float(q0), int(n_mc), int(max_steps), int(pretrain_replicas)
+    n_test, key = _integer("n_test", n_test, 1), _integer("key", key, 0)
     bayes_pre, bayes_ft = _bayes_parts(bayes, stage)
     wkey = (params.sigma, params.T)
     if init is not None and not isinstance(init, WarmStart):
@@ -234,8 +254,10 @@ def solve(
     warm_pre = None
 
     def add(part: _Part) -> bool:
-        obs.update(part.observables)
-        diag["mc_sem"].update(part.mc_sem)
+        # a part that did not converge reports no number: NaN for all but the inputs it echoes (Q0, q0)
+        obs.update(part.observables if part.converged else
+                   {k: (v if k in INPUT_OBSERVABLES else math.nan) for k, v in part.observables.items()})
+        diag["mc_sem"].update(part.mc_sem if part.converged else {})
         return part.converged
 
     order = pretrain
@@ -249,7 +271,8 @@ def solve(
             steps["pretrain"] = 0
             diag["pretrain"] = {**r.diagnostics, "reused": True}
         else:
-            r = _pretrain(params, init.pretrain if init is not None else None, pretrain_replicas)
+            r = _guarded("pretrain", PRETRAIN_THEORY, _pretrain, params, init.pretrain if init is not None else None,
+                         pretrain_replicas)
             bo = None
             warm_pre = r.warm
             steps["pretrain"] = r.n_steps
@@ -258,7 +281,7 @@ def solve(
         order = r.order
         if bayes_pre:
             if bo is None:
-                bo = _bayes_pretrain(params)
+                bo = _guarded("bayes_pretrain", BAYES_PRETRAIN, _bayes_pretrain, params)
             diag["bayes_pretrain"] = bo.diagnostics
             converged = add(bo) and converged
         if r.converged:
@@ -266,38 +289,41 @@ def solve(
 
     if stage != "pretrain":
         if order is None:
-            raise ParameterError("the pre-training fixed point gave no order parameters: fine-tuning cannot start")
-        f = _finetune(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
+            f = _Part(observables=dict.fromkeys(_finetune_names(params), math.nan), converged=False,
+                      diagnostics={"status": "not solved: the pre-training fixed point did not converge"}, n_steps=0)
+        else:
+            f = _guarded("finetune", _finetune_names(params), _finetune, params, order, q0=q0, n_mc=n_mc,
+                         n_test=n_test, key=key, max_steps=max_steps)
         steps["finetune"] = f.n_steps
         diag["finetune"] = f.diagnostics
         converged = add(f) and converged
         if bayes_ft:
-            b = _bayes_finetune(params, order)
+            b = _guarded("bayes_finetune", BAYES_FINETUNE, _bayes_finetune, params, order) if order is not None \
+                else _Part(observables=dict.fromkeys(BAYES_FINETUNE, math.nan), converged=False,
+                           diagnostics={"status": "not solved: the pre-training fixed point did not converge"},
+                           n_steps=0)
             if b is not None:
                 steps["bayes_finetune"] = b.n_steps
                 diag["bayes_finetune"] = b.diagnostics
                 converged = add(b) and converged
             else:
                 obs.update(dict.fromkeys(BAYES_FINETUNE, math.nan))
-                diag["bayes_finetune"] = "not modelled with reuse or active selection"
+                diag["bayes_finetune"] = ("not modelled with reuse or active selection" if params.rank_one
+                                          else "not modelled at rank r or r* > 1 yet")
+        if bayes == "two_stage":
+            b2 = _bayes_two_stage(params, order)
+            steps["bayes_two_stage"] = b2.n_steps or 0
+            diag["bayes_two_stage"] = b2.diagnostics
+            converged = add(b2) and converged
     warm = WarmStart(pretrain=warm_pre, key=wkey, solved_pretrain=solved)
     return TheoryPoint(params=params, stage=stage, observables=obs, converged=bool(converged), n_steps=steps,
                        diagnostics=diag, warm=warm, pretrain=order if stage != "pretrain" else None)
 
 
 def _plain(x: Any) -> Any:
-    """``x`` with NaN as ``None``, numpy/JAX scalars as Python numbers and other objects as their ``repr``."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    return repr(x)
+    """``x`` as strict JSON values (:func:`model.jsonsafe.plain`: NaN as ``None``, ±inf as ``"inf"``/``"-inf"``,
+    numpy/JAX scalars as Python numbers, other objects as their ``repr``)."""
+    return plain(x)
 
 
 def parse_pretrain(text: str) -> PretrainState:
@@ -320,6 +346,38 @@ def parse_pretrain(text: str) -> PretrainState:
 
 
 # ----------------------------------------------------------------------------------------- stages
+#: Observables a part echoes from its input rather than solves (kept when it does not converge).
+INPUT_OBSERVABLES = ("Q0", "q0")
+
+#: What a stage's numerics raise when its map cannot be evaluated (a conjugate out of its domain, an overflow, a
+#: spectrum the prior cannot resolve): the part is reported as not converged with the message, not raised.
+SOLVER_FAILURES = (ArithmeticError, RuntimeError, ValueError)
+
+
+def _finetune_names(params: Params) -> tuple[str, ...]:
+    """The observables of the fine-tuning part at ``params`` (rank one: :data:`FINETUNE_THEORY`; the random
+    control's with active selection)."""
+    if params.rank_one:
+        names = FINETUNE_THEORY
+    else:
+        names = tuple(n for n in observable_names(params.rank, params.teacher_rank) if n not in PRETRAIN_THEORY)
+    return names + (random_control_names(params.rank_one) if params.active_rho is not None else ())
+
+
+def _guarded(name: str, names: Sequence[str], solve_part, *args: Any, **kwargs: Any) -> Any:
+    """``solve_part(*args, **kwargs)``; where its numerics fail (:data:`SOLVER_FAILURES`, not bad input) a part
+    with NaN ``names``, ``converged = False`` and the reason in its diagnostics (``status = "failed"``)."""
+    try:
+        return solve_part(*args, **kwargs)
+    except ParameterError:
+        raise
+    except SOLVER_FAILURES as err:
+        reason = f"{type(err).__name__}: {err}"
+        return _PretrainPart(observables=dict.fromkeys(names, math.nan), converged=False,
+                             diagnostics={"status": "failed", "reason": f"the {name} solver stopped: {reason}"},
+                             n_steps=0)
+
+
 def _finite(*xs: float) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
@@ -344,6 +402,8 @@ def _finetune(params: Params, order: PretrainState, *, q0: float, n_mc: int, n_t
               max_steps: int) -> _Part:
     """:func:`theory.stages.finetune.solve_finetune` at ``order`` (``(Q0, Q, M)``, with ``V`` for reused
     sequences); with active selection its random control of the same size gives the ``*_random`` observables."""
+    if not params.rank_one:
+        return _finetune_rank(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
     r = solve_finetune(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
     obs = {k: float(getattr(r, k)) for k in FINETUNE_THEORY}
     ok = bool(r.converged)
@@ -351,6 +411,22 @@ def _finetune(params: Params, order: PretrainState, *, q0: float, n_mc: int, n_t
         rc = r.random_control
         obs.update({f"{k}_random": float(getattr(rc, k)) for k in RANDOM_CONTROL})
         ok = ok and bool(rc.converged)
+    sem = {k: v for k, v in r.mc_sem.items() if k in ("E_ft", "E_frozen", "L_ft") and v}
+    diag = {"residual": r.residual, **{k: v for k, v in r.diagnostics.items() if isinstance(v, (int, float, str))}}
+    return _Part(observables=obs, converged=ok, diagnostics=diag, mc_sem=sem, n_steps=int(r.n_steps))
+
+
+def _finetune_rank(params: Params, order: PretrainState, *, q0: float, n_mc: int, n_test: int, key: int,
+                   max_steps: int) -> _Part:
+    """Rank ``r`` or ``r* > 1`` (MODEL.md §8): :func:`theory.stages.finetune_rank.solve_finetune_rank`, its
+    rotation invariants ``tr_q0, tr_q, o_U, cos_k, tr_v`` and ``E_ft, L_ft, E_frozen, delta_eff, beta_W``."""
+    r = solve_finetune_rank(params, order, q0=q0, n_mc=n_mc, n_test=n_test, key=key, max_steps=max_steps)
+    obs = r.observables()
+    ok = bool(r.converged)
+    if r.random_control is not None:
+        rc = r.random_control.observables()
+        obs.update({f"{k}_random": float(rc[k]) for k in RANK_RANDOM_CONTROL})
+        ok = ok and bool(r.random_control.converged)
     sem = {k: v for k, v in r.mc_sem.items() if k in ("E_ft", "E_frozen", "L_ft") and v}
     diag = {"residual": r.residual, **{k: v for k, v in r.diagnostics.items() if isinstance(v, (int, float, str))}}
     return _Part(observables=obs, converged=ok, diagnostics=diag, mc_sem=sem, n_steps=int(r.n_steps))
@@ -365,14 +441,40 @@ def _bayes_pretrain(params: Params) -> _Part:
 
 def _bayes_finetune(params: Params, order: PretrainState) -> _Part | None:
     """:func:`theory.bayes.finetune.solve_bayes_finetune`: ``q_BO, E_ft_BO`` (``None`` with reused or selected
-    sequences, which it does not model)."""
-    if params.reuse != 0 or params.active_rho is not None:
+    sequences, which it does not model, and at rank ``r`` or ``r* > 1``, not yet derived)."""
+    if params.reuse != 0 or params.active_rho is not None or not params.rank_one:
         return None
     # the weak-recovery threshold is not an observable; skipping it halves the cost
     b = solve_bayes_finetune(params, order, threshold=False)
     return _Part(observables={"q_BO": b.q_BO, "E_ft_BO": b.E_ft_BO}, converged=bool(b.converged),
-                 diagnostics={"status": b.status, "delta_BO": b.delta_BO},
+                 diagnostics={"status": b.status, "delta_BO": b.delta_BO, "conditions_on": "the ERM weights Ŵ"},
                  mc_sem={"E_ft_BO": b.E_ft_BO_se, "q_BO": b.q_se}, n_steps=int(b.n_steps))
+
+
+def _bayes_two_stage(params: Params, order: PretrainState | None) -> _Part:
+    """:func:`theory.bayes.two_stage.solve_bayes_two_stage`: ``q_BO2, E_ft_BO2``, the fine-tuning baseline that
+    conditions on the pre-training data (effective noise ``Δ/2 + Q0 − Q_BO``), beside ``q_BO, E_ft_BO`` (conditions
+    on ``Ŵ``: ``Δ/2 + Q0 − M²/Q``). NaN, with the reason, where it is not modelled (reuse, active selection,
+    rank ``r > 1``, a degenerate channel) — reported, not raised, since the rest of the point stands."""
+    from theory.bayes.two_stage import BAYES_TWO_STAGE, solve_bayes_two_stage
+
+    def missing(reason: str) -> _Part:
+        return _Part(observables=dict.fromkeys(BAYES_TWO_STAGE, math.nan), converged=True,
+                     diagnostics={"status": "not modelled", "reason": reason}, n_steps=0)
+
+    if params.reuse != 0 or params.active_rho is not None or not params.rank_one:
+        return missing("not modelled with reuse, active selection or rank r or r* > 1")
+    try:
+        s, b = solve_bayes_two_stage(params, None if order is None else order.Q0, threshold=False)
+    except ParameterError as err:
+        return missing(str(err))
+    except SOLVER_FAILURES as err:
+        return _Part(observables=dict.fromkeys(BAYES_TWO_STAGE, math.nan), converged=False,
+                     diagnostics={"status": "failed", "reason": f"{type(err).__name__}: {err}"}, n_steps=0)
+    return _Part(observables={"q_BO2": b.q_BO, "E_ft_BO2": b.E_ft_BO}, converged=bool(b.converged),
+                 diagnostics={"status": b.status, "delta_BO2": s.delta_BO2, "Q_BO": s.Q_BO,
+                              "conditions_on": "the pre-training data"},
+                 mc_sem={"E_ft_BO2": b.E_ft_BO_se, "q_BO2": b.q_se}, n_steps=int(b.n_steps))
 
 
 # ----------------------------------------------------------------------------------------- sweeps
@@ -385,10 +487,11 @@ def _axes(vary: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> list[tuple[str
             continue
         if name not in PARAM_NAMES:
             raise ParameterError(f"vary {name!r} is not a parameter: allowed one of {', '.join(PARAM_NAMES)}")
-        values = [values] if isinstance(values, (int, float)) else list(values)
-        if name != "T":
-            # one type per column, so that a resumed table matches its points (1 and 1.0 are one point)
-            values = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values]
+        values = [values] if isinstance(values, numbers.Number) else list(values)
+        if name not in ("T", "rank", "teacher_rank"):
+            # one type per column, so that a resumed table matches its points (1 and 1.0 are one point); numpy
+            # numbers as Python ones
+            values = [float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v for v in values]
         if not values:
             raise ParameterError(f"vary {name!r}: no values")
         axes.append((name, values))
@@ -406,6 +509,7 @@ def sweep(
     out: str | None = None,
     progress: bool = True,
     warm: bool = True,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """The theory on the Cartesian product of ``vary`` applied to ``base``, as a tidy DataFrame.
 
@@ -419,6 +523,8 @@ def sweep(
             not recomputed (an interrupted sweep resumes).
         progress: print one line per point on stderr.
         warm: start each point's pre-training from the previous point's (:func:`solve`, ``init``).
+        overwrite: replace a table at ``out`` that holds another sweep's rows (else :class:`ParameterError`,
+            before any work: :func:`model.tables.run_sweep`).
 
     Returns:
         One row per point: the parameters, ``stage, n_mc, bayes``, every observable, ``converged`` and
@@ -443,4 +549,4 @@ def sweep(
     extra = {"stage": stage, "n_mc": n_mc, "bayes": bayes_label(bayes)}
     if progress:
         print(f"[theory.sweep] {len(points)} points, stage {stage}", file=sys.stderr, flush=True)
-    return run_sweep(points, point, out=out, progress=progress, extra_columns=extra)
+    return run_sweep(points, point, out=out, progress=progress, extra_columns=extra, overwrite=overwrite)

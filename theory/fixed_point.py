@@ -222,7 +222,8 @@ Residual = Callable[[np.ndarray], tuple["np.ndarray | None", Any]]
 
 
 def root_fallback(residual: Residual, starts: Sequence[np.ndarray], *, atol: float, rtol: float = ROOT_RTOL,
-                  jacobian_step: float = JACOBIAN_STEP) -> tuple[bool, dict[str, Any]]:
+                  jacobian_step: float = JACOBIAN_STEP,
+                  hybr_step: float | None = None) -> tuple[bool, dict[str, Any]]:
     """Solve ``G(x) = 0`` with Powell's hybrid method (``scipy.optimize.root``, ``hybr``) from each of ``starts``
     in turn, until one is accepted.
 
@@ -232,7 +233,10 @@ def root_fallback(residual: Residual, starts: Sequence[np.ndarray], *, atol: flo
     as the overlaps move). The jumps also stop ``hybr`` short of an exact zero, so a root is judged by its
     Newton correction ``δ = −J⁻¹G(x)`` (``J`` by central differences of relative step ``jacobian_step``):
     accepted when ``|δ_i| < atol + rtol·|x_i|`` for every ``i`` and ``G`` is defined at ``x`` and around it.
-    Outside the domain ``G`` reads as ``1e3`` in every component (``hybr`` has no bounds).
+    Outside the domain ``G`` reads as ``1e3`` in every component (``hybr`` has no bounds). ``hybr_step``: the
+    relative step of ``hybr``'s own forward-difference Jacobian (MINPACK's ``epsfcn = hybr_step²``; ``None``:
+    its default, the square root of the machine precision), for a map whose inner solves are accurate only to
+    a coarser level (the rank-``r`` prox: a step of ``1e-8`` reads its tolerance, not the slope).
 
     Returns ``(accepted, info)``: ``info`` has ``n_evals`` (map evaluations over all starts), and for the last
     start ``message``, ``residual`` (``max_i |G_i|``), ``newton_correction`` and, when it got that far,
@@ -240,7 +244,7 @@ def root_fallback(residual: Residual, starts: Sequence[np.ndarray], *, atol: flo
     ok, info = False, {}
     for x0 in starts:
         n_before = info.get("n_evals", 0)
-        ok, info = _root_from(residual, x0, atol, rtol, jacobian_step)
+        ok, info = _root_from(residual, x0, atol, rtol, jacobian_step, hybr_step)
         info["n_evals"] += n_before
         if ok:
             break
@@ -248,7 +252,7 @@ def root_fallback(residual: Residual, starts: Sequence[np.ndarray], *, atol: flo
 
 
 def _root_from(residual: Residual, x0: np.ndarray, atol: float, rtol: float,
-               jacobian_step: float) -> tuple[bool, dict[str, Any]]:
+               jacobian_step: float, hybr_step: float | None = None) -> tuple[bool, dict[str, Any]]:
     n_evals = 0
 
     def evaluate(x):
@@ -260,7 +264,10 @@ def _root_from(residual: Residual, x0: np.ndarray, atol: float, rtol: float,
         g, _ = evaluate(x)
         return g if g is not None else np.full(x.shape, 1e3)
 
-    sol = root(G, x0, method="hybr", options={"xtol": 1e-10})
+    options: dict[str, float] = {"xtol": 1e-10}
+    if hybr_step is not None:
+        options["eps"] = hybr_step ** 2  # MINPACK's epsfcn: relative step √eps
+    sol = root(G, x0, method="hybr", options=options)
     x = sol.x
     g, out = evaluate(x)
     info: dict[str, Any] = {"n_evals": n_evals, "message": str(sol.message), "residual": float("nan"),
@@ -338,6 +345,7 @@ def phased_fixed_point(
     root_starts: Callable[[], Sequence[np.ndarray]] = lambda: (),
     from_root: Callable[[np.ndarray, Any], P] | None = None,
     cheap_steps: int = CHEAP_PHASE_STEPS,
+    hybr_step: float | None = None,
 ) -> PhasedResult[P]:
     """Solve ``x = full_step(x)`` in phases, where ``cheap_step`` has the same fixed point at a fraction of the
     cost but may fail to contract.
@@ -347,7 +355,8 @@ def phased_fixed_point(
     ``max_steps`` steps, with ``patience``), and asks ``verify(full run) -> (ok, status, payload)``. The first
     attempt mixes with Anderson memory ``anderson``; if it is not verified (and ``anderson > 0``) a second
     attempt damps plainly. If that fails too, :func:`root_fallback` solves ``residual`` from ``root_starts()``
-    (when there are any) and ``from_root(point, output)`` makes the payload of an accepted root."""
+    (when there are any; ``hybr_step`` passed on) and ``from_root(point, output)`` makes the payload of an
+    accepted root."""
     attempts = (anderson, 0) if anderson else (0,)
     for accel in attempts:
         cheap = fixed_point(cheap_step, start, damping=damping, rtol=rtol, atol=atol,
@@ -362,7 +371,7 @@ def phased_fixed_point(
     if not ok:
         starts = root_starts()
         if starts:
-            ok, record = root_fallback(residual, starts, atol=atol)
+            ok, record = root_fallback(residual, starts, atol=atol, hybr_step=hybr_step)
             point, out = record.pop("point", None), record.pop("out", None)
             if ok:
                 status, payload, fallback = "root", from_root(point, out), "root"

@@ -12,7 +12,13 @@ Two ways to feed the fine-tuning theory its pre-training state (``pretrain_from`
 
 The theory's Monte-Carlo error enters the gap's error: the within-solve errors (``mc_sem``) and, with
 ``finetune_keys ≥ 2``, the spread of the fine-tuning fixed point over that many fixed keys
-(:func:`finetune_key_spread`).
+(:func:`finetune_key_spread`). Each such error is itself estimated, and its degrees of freedom enter the
+test (Welch–Satterthwaite, :mod:`validation.verdict`): ``replicas − 1`` for the pre-training replicas,
+``finetune_keys − 1`` for the key spread, ``∞`` for a within-solve error over thousands of draws.
+
+The verdict (:func:`validation.compare.compare`, :mod:`validation.verdict`): a Student-t test per observable,
+Holm over the family at ``level``, and whether the run could see a gap of the tolerance at 80 % power:
+*agree*, *disagree* or *inconclusive*.
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ import pandas as pd
 
 import simulate
 import theory
-from model.observables import OBSERVABLES
+from model.observables import OBSERVABLES, PRETRAIN_THEORY
 from model.params import ParameterError, Params
 from simulate.run import TRAIN_GRAMS, sizes
-from validation.compare import (AtSize, Validation, compare, compare_paired, finetune_names, merge_sems, paired_points,
-                                rs_note)
+from validation.compare import (CRITERIA, AtSize, Validation, compare, compare_paired, finetune_names, merge_errors,
+                                paired_points, rs_note)
+from validation.control import exact_Q0_mean
+from validation.extrapolate import check_form
+from validation.verdict import LEVEL, TOLERANCE, check_level, check_tolerance
 
 #: Where the fine-tuning theory's pre-training order parameters come from (see the module doc).
 PRETRAIN_FROM = ("theory", "simulation")
-CRITERIA = ("largest", "extrapolated")
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,12 @@ def run_validation(
     Ds: Sequence[int],
     seeds: int = 4,
     seed: int = 0,
-    z_max: float = 3.0,
+    level: float = LEVEL,
+    tolerance: float = TOLERANCE,
+    abs_tolerance: float = 0.0,
     criterion: str = "largest",
+    extrapolation: str = "inv_D",
+    control_variate: bool = False,
     n_mc: int = 4000,
     replicas: int = 4,
     finetune_keys: int = 4,
@@ -71,16 +83,25 @@ def run_validation(
     theory_at_infinity: bool = False,
     cache_dir: str | None = None,
     progress: bool = True,
+    executor: Any = None,
 ) -> ValidationRun:
     """The theory at ``params`` against :func:`simulate.run` with ``seeds`` seeds (base ``seed``) at each ``D``.
 
     Args:
         params: the parameter point.
         Ds: the embedding dimensions of the simulations.
-        seeds: seeds per dimension (``≥ 2``: error bars need two).
+        seeds: seeds per dimension (``≥ 2``: error bars need two; a verdict needs
+            :data:`validation.verdict.MIN_SEEDS`).
         seed: base seed of the simulations.
-        z_max, criterion: the verdict (:func:`validation.compare.compare`): ``|z| ≤ z_max`` at the largest ``D``
-            (``"largest"``) or for the gap extrapolated to ``D = ∞`` (``"extrapolated"``).
+        level: family-wise level of the test (Holm over the observables).
+        tolerance, abs_tolerance: *agree* needs every observable's minimal detectable gap (80 % power) to be at
+            most ``max(tolerance·|theory|, abs_tolerance)``.
+        criterion: test the gap at the largest ``D`` (``"largest"``) or extrapolated to ``D = ∞``
+            (``"extrapolated"``, three sizes or more).
+        extrapolation: the fit ``a + b/D`` (``"inv_D"``) or ``a + b/√D`` (``"inv_sqrt_D"``).
+        control_variate: estimate the pre-training observables with the teacher's ``Q0`` as a control variate
+            (:mod:`validation.control`; with 5 seeds or more, ``pretrain_from="theory"``; off by default, the
+            module doc says why).
         n_mc: Monte-Carlo draws of the fine-tuning channel (theory).
         replicas: independent Monte-Carlo replicas of the softmax pre-training theory (its error bars).
         finetune_keys: keys of the fine-tuning theory whose spread is its Monte-Carlo error (0 or 1: none).
@@ -90,6 +111,8 @@ def run_validation(
             carry the exact output-Gram factor of :mod:`theory.finite_size`).
         cache_dir: store / reuse trained pre-training weights.
         progress: print one line per step on stderr.
+        executor: where the seeds run (:mod:`simulate.executors`): with one, every ``(D, seed)`` is submitted at
+            once (:func:`simulate.run_many`); default here, one size after the other.
 
     Raises :class:`ParameterError` before any work for a bad setting, size or theory setting.
     """
@@ -98,8 +121,10 @@ def run_validation(
         raise ParameterError("Ds is empty: allowed one or more integers D ≥ 2")
     if seeds < 2:
         raise ParameterError(f"--seeds {seeds}: allowed seeds ≥ 2 (error bars need two seeds)")
-    if z_max <= 0:
-        raise ParameterError(f"--z-max {z_max}: allowed z_max > 0")
+    check_level(level)
+    check_tolerance(tolerance, "--tolerance")
+    check_tolerance(abs_tolerance, "--abs-tolerance")
+    check_form(extrapolation)
     if finetune_keys < 0:
         raise ParameterError(f"--finetune-keys {finetune_keys}: allowed an integer ≥ 0")
     if criterion not in CRITERIA:
@@ -115,49 +140,62 @@ def run_validation(
     _say(progress, f"[validate] theory at {', '.join(f'{k}={v}' for k, v in params.to_dict().items())}")
     fed = pretrain_from == "simulation"
     at_size = AtSize() if theory_at_infinity else AtSize.for_params(params)
+    verdict = dict(criterion=criterion, level=level, tolerance=tolerance, abs_tolerance=abs_tolerance,
+                   extrapolation=extrapolation)
+    key_dof = finetune_keys - 1.0
     if fed and params.reuse == 0:
         th = None
     else:
         th = theory.solve(params, stage="pretrain" if fed else "both", bayes=False, n_mc=n_mc,
                           pretrain_replicas=replicas)
     sims = []
-    for D in Ds:
-        _say(progress, f"[validate] simulating D = {D}, {seeds} seeds")
-        sims.append(simulate.run(params, D, seeds, seed=seed, cache_dir=cache_dir, progress=progress,
-                                 train_gram=train_gram))
+    if executor is None:
+        for D in Ds:
+            _say(progress, f"[validate] simulating D = {D}, {seeds} seeds")
+            sims.append(simulate.run(params, D, seeds, seed=seed, cache_dir=cache_dir, progress=progress,
+                                     train_gram=train_gram))
+    else:  # every (D, seed) at once, so that the pool or cluster works on all of them together
+        _say(progress, f"[validate] simulating D = {', '.join(map(str, Ds))}, {seeds} seeds each, on {executor.kind}")
+        sims = simulate.run_many([(params, D) for D in Ds], seeds, seed=seed, cache_dir=cache_dir,
+                                 progress=progress, train_gram=train_gram, executor=executor)
     if fed:
         V = th.observables["V"] if th is not None else None
         if V is not None:
             _say(progress, f"[validate] reused sequences: the pre-training susceptibility V = {V:.5g} is the theory's")
-        per_size, tsem, converged = [], {}, th is None or th.converged
+        per_size, parts, converged = [], [], th is None or th.converged
         for sim in sims:
             rows, sems, ok = theory_at_measured_pretrain(params, sim, n_mc=n_mc, V=V, progress=progress)
             per_size.append((sim.D, sim.per_seed, rows))
-            tsem = merge_sems(tsem, sems)
+            parts.append((sems, math.inf))
             converged = converged and ok
             if finetune_keys >= 2:
-                means = sim.per_seed[["Q0", "Q", "M", "q0"]].mean()
+                means = sim.per_seed[["Q0", "Q", "M"]].mean()
                 order = pretrain_inputs(means.Q0, means.Q, means.M, V)
-                tsem = merge_sems(tsem, finetune_key_spread(params, order, q0=float(means.q0), n_mc=n_mc,
-                                                            keys=finetune_keys, progress=progress))
-        v = compare_paired(paired_points(per_size, finetune_names(params), tsem, at_size), z_max=z_max,
-                           criterion=criterion)
+                q0 = float(measured_q0(params, sim.per_seed).mean())
+                parts.append((finetune_key_spread(params, order, q0=q0, n_mc=n_mc, keys=finetune_keys,
+                                                  progress=progress), key_dof))
+        tsem, tdof = merge_errors(*parts)
+        v = compare_paired(paired_points(per_size, finetune_names(params), tsem, at_size, theory_dof=tdof), **verdict)
     else:
         converged = th.converged
         note = rs_note(th.diagnostics.get("finetune", {}))
         if note:
             _say(progress, f"[validate] the fine-tuning fixed point{note}")
         names = OBSERVABLES + tuple(n for n in finetune_names(params) if n not in OBSERVABLES)
-        tsem = dict(th.mc_sem)
+        # the pre-training errors come from the spread over the replicas, the fine-tuning ones from many draws
+        replica_dof = replicas - 1.0 if replicas >= 2 else math.inf
+        pre = {k: v for k, v in th.mc_sem.items() if k in PRETRAIN_THEORY}
+        parts = [(pre, replica_dof), ({k: v for k, v in th.mc_sem.items() if k not in pre}, math.inf)]
         if finetune_keys >= 2 and th.converged and th.pretrain is not None:
             # the fine-tuning theory at the pre-training order parameters it was fed
-            pre = pretrain_inputs(th.pretrain.Q0, th.pretrain.Q, th.pretrain.M,
-                                  th.observables["V"] if params.reuse > 0 else None)
-            spread = finetune_key_spread(params, pre, q0=1.0, n_mc=n_mc, keys=finetune_keys,
-                                         names=finetune_names(params), progress=progress)
-            tsem = merge_sems(tsem, spread)
-        v = compare(th.observables, sims, names=names, z_max=z_max, theory_sem=tsem, criterion=criterion,
-                    at_size=at_size)
+            order = pretrain_inputs(th.pretrain.Q0, th.pretrain.Q, th.pretrain.M,
+                                    th.observables["V"] if params.reuse > 0 else None)
+            parts.append((finetune_key_spread(params, order, q0=1.0, n_mc=n_mc, keys=finetune_keys,
+                                              names=finetune_names(params), progress=progress), key_dof))
+        tsem, tdof = merge_errors(*parts)
+        control = (lambda D: exact_Q0_mean(params, D)) if control_variate else None
+        v = compare(th.observables, sims, names=names, theory_sem=tsem, theory_dof=tdof, at_size=at_size,
+                    control=control, **verdict)
     return ValidationRun(validation=v, converged=bool(converged), theory=th, simulations=tuple(sims))
 
 
@@ -195,6 +233,14 @@ def finetune_key_spread(params: Params, pretrain: Any, *, q0: float, n_mc: int, 
     return {n: float(table[n].std(ddof=1)) for n in wanted if n in table and table[n].notna().sum() >= 2}
 
 
+def measured_q0(params: Params, per_seed: pd.DataFrame) -> pd.Series:
+    """Each seed's teacher scale ``q0``: ``‖w*‖²/D`` at rank one, ``Tr(U*ᵀU*/D)/r*`` at rank ``r*`` (the theory
+    takes ``q0·I_{r*}``; the off-diagonal of the measured Gram, ``O(1/√D)``, is left out)."""
+    if "q0" in per_seed:
+        return per_seed["q0"].astype(float)
+    return per_seed["tr_q0"].astype(float) / params.teacher_rank
+
+
 def theory_at_measured_pretrain(params: Params, sim: Any, *, n_mc: int, V: float | None = None,
                                 progress: bool = False) -> tuple[pd.DataFrame, dict[str, float], bool]:
     """The fine-tuning theory (``theory.solve(stage="finetune")``) at each seed's own measured
@@ -203,10 +249,11 @@ def theory_at_measured_pretrain(params: Params, sim: Any, *, n_mc: int, V: float
     observable over the seeds (the draws are the same for every seed, so that error does not average
     out), and whether every solve converged."""
     rows, sems, converged = [], {}, True
+    q0s = measured_q0(params, sim.per_seed)
     for i, r in enumerate(sim.per_seed.itertuples()):
         inputs = dict(Q0=float(r.Q0), Q=float(r.Q), M=float(r.M))
         order = pretrain_inputs(**inputs, V=V)
-        th = theory.solve(params, stage="finetune", pretrain=order, q0=float(r.q0), n_mc=n_mc, bayes=False)
+        th = theory.solve(params, stage="finetune", pretrain=order, q0=float(q0s.iloc[i]), n_mc=n_mc, bayes=False)
         rows.append(dict(th.observables))
         for k, v in th.mc_sem.items():
             if v is not None and math.isfinite(v):

@@ -166,3 +166,24 @@ def test_theory_line_is_faded_where_the_fixed_point_is_not_rs_stable():
     theory_line(ax, t, "x", "delta_eff", colour="k")
     assert len(ax.get_lines()) == 5
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n, line", [(2, False), (3, True)])
+def test_a_bayes_optimal_curve_of_few_points_is_markers_only(n, line):
+    """A line through two Bayes-optimal points (``--quick``) can cross the ERM curves it lies below at every
+    computed point: below MIN_LINE_POINTS converged points they are drawn as markers alone (a line otherwise)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from figures.panels import MIN_LINE_POINTS, _bo_line
+
+    assert MIN_LINE_POINTS == 3
+    table = pd.DataFrame({"alpha_prime": np.linspace(0.5, 20.0, n + 1), "E_ft_BO": np.linspace(5.0, 1.0, n + 1),
+                          "converged": [True] * n + [False]})
+    fig, ax = plt.subplots()
+    _bo_line(ax, table, "alpha_prime", "E_ft_BO")
+    (drawn,) = ax.get_lines()
+    assert len(drawn.get_xdata()) == n  # the non-converged point is left out
+    assert (drawn.get_linestyle() != "None") is line and drawn.get_marker() == "."
+    plt.close(fig)
+

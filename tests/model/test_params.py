@@ -65,3 +65,15 @@ def test_pretrain_key_ignores_every_finetuning_parameter():
     assert pretrain_key(changed) == pretrain_key(base)
     assert pretrain_key(base.replace(lam=0.3)) != pretrain_key(base)
     assert set(PRETRAIN_FIELDS) <= set(base.to_dict())
+
+
+def test_numpy_scalars_are_taken_as_python_numbers():
+    np = pytest.importorskip("numpy")
+    p = Params(T=np.int64(3), alpha=np.float32(0.1), beta=np.float64(2.0), recalibrate=np.float64(0.5),
+               sigma=np.str_("linear"), active_rho=np.float16(0.5))
+    assert p == Params(T=3, alpha=float(np.float32(0.1)), beta=2.0, recalibrate=0.5, sigma="linear", active_rho=0.5)
+    assert type(p.T) is int and all(type(getattr(p, n)) is float for n in ("alpha", "beta", "recalibrate"))
+    for name, value in (("T", np.bool_(True)), ("alpha", np.bool_(True)), ("T", np.float64(3.0)),
+                        ("alpha", np.float64("nan")), ("alpha", 10**400), ("T", np.int64(0))):
+        with pytest.raises(ParameterError, match=name):
+            Params(**{name: value})

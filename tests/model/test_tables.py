@@ -53,8 +53,12 @@ def test_sweep_is_tidy_warm_started_and_resumes(tmp_path):
     table = run_sweep(pts, point, out=out, progress=False, extra_columns={"D": 50})
     assert [c[0] for c in calls] == [0.1, 0.2, 0.3]  # only the missing point was computed
     assert list(pd.read_csv(out)["E_pre"]) == pytest.approx([0.01, 0.04, 0.09])
-    run_sweep(pts[:1], point, out=out, progress=False, extra_columns={"D": 60})
-    assert calls[-1][0] == 0.1  # another D is another point
+    # another D is another sweep: its table is refused (its rows would be lost), unless overwrite
+    with pytest.raises(ParameterError, match="another sweep"):
+        run_sweep(pts[:1], point, out=out, progress=False, extra_columns={"D": 60})
+    assert len(calls) == 3 and len(pd.read_csv(out)) == 3
+    run_sweep(pts[:1], point, out=out, progress=False, extra_columns={"D": 60}, overwrite=True)
+    assert calls[-1][0] == 0.1 and list(pd.read_csv(out)["D"]) == [60]
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):

@@ -45,11 +45,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from model.laws import activation, goe_like, n_entries, to_matrix, variance_factors
 from model.params import Params
 from model.stats import mean_sem
+from theory.chunks import chunk_size, in_chunks
 from theory.channels.prox import START_SCALES, prox_multistart
 from theory.draws import sobol_normals, sobol_size
 from theory.laws.fresh import frozen_pair
@@ -70,6 +70,13 @@ class ChannelSamples:
         return int(self.xi.shape[0])
 
 
+#: Working set of :func:`channel_pairs` per sample, over ``T³`` (three prox starts; measured at T = 20, n = 4000:
+#: 1.9 GB at the peak of a whole solve), and of :func:`fresh_error_samples` per draw over ``T²`` (its ``T × T``
+#: matrices: two pairs, two losses, their softmaxes). Used to chunk the batches (:mod:`theory.chunks`).
+CHANNEL_BYTES_PER_T3 = 50
+ERROR_BYTES_PER_T2 = 400
+
+
 def channel_draws(key, n: int, T: int):
     """I.i.d. draws ``(ξ, η, G1, G2)`` of the channel (law as in :func:`error_draws`) from a ``jax.random`` key.
 
@@ -86,11 +93,31 @@ def error_draws(key: int, stream: int, n: int, T: int):
     """Fixed test draws ``(ξ, η, G1, G2)``: ``ξ, η ∈ R^T`` standard normal, ``G1, G2`` GOE-like ``T×T`` matrices
     (off-diagonal variance 1, diagonal variance 2). Randomised quasi-Monte Carlo: one scrambled Sobol'
     set in ``2T + T(T+1)`` dimensions (:func:`theory.draws.sobol_normals`, ``n`` rounded up
-    to a power of two) seeded by ``(key, stream)``."""
+    to a power of two) seeded by ``(key, stream)``. The same arguments give the same (immutable) arrays: the
+    last sets up to :data:`ERROR_DRAWS_MEMO_SIZE` numbers are kept, so a sweep does not redraw them every point."""
     K = n_entries(T)
+    memo_key = (int(key), int(stream), sobol_size(n), int(T))
+    if memo_key in _ERROR_DRAWS:
+        return _ERROR_DRAWS[memo_key]
     z = jnp.asarray(sobol_normals(2 * T + 2 * K, sobol_size(n), (int(key), int(stream))))
     c = jnp.sqrt(jnp.asarray(variance_factors(T)))
-    return (z[:, :T], z[:, T:2 * T], to_matrix(c * z[:, 2 * T:2 * T + K], T), to_matrix(c * z[:, 2 * T + K:], T))
+    draws = (z[:, :T], z[:, T:2 * T], to_matrix(c * z[:, 2 * T:2 * T + K], T), to_matrix(c * z[:, 2 * T + K:], T))
+    if sobol_size(n) * (2 * T + 2 * K) <= ERROR_DRAWS_MEMO_SIZE:
+        _ERROR_DRAWS.clear()
+        _ERROR_DRAWS[memo_key] = draws
+    return draws
+
+
+#: Largest draw set (numbers) :func:`error_draws` keeps for its next call (2^22: 32 MB; the default test draws of
+#: ``T ≤ 4``); larger sets are drawn afresh each time (memory before speed).
+ERROR_DRAWS_MEMO_SIZE = 1 << 22
+_ERROR_DRAWS: dict[tuple[int, int, int, int], Any] = {}
+
+
+def after(x):
+    """``±0.0`` computed from ``x``: adding it to an array changes no value but makes its consumers wait for ``x``
+    (a data dependency that XLA's CPU runtime orders by; :func:`channel_pairs` says why)."""
+    return jnp.where(jnp.all(jnp.isfinite(jnp.asarray(x, dtype=jnp.float64))), 0.0, -0.0)
 
 
 def target(cs, H, q0, sigma, beta):
@@ -132,7 +159,10 @@ def channel_pairs(q, m, v, q0, beta, xi, eta, A, H, sigma: str, n_iter: int, sca
         phi = prox_objective(om, v, q, Ai, label, sigma, beta)
         z, conv, multi, amb = prox_multistart(phi, om, v, n_iter=n_iter, scales=scales)
         T = z.shape[0]
-        K = jnp.eye(T) / v + jax.hessian(fit, argnums=0)(z, q)
+        # + (±0: exact) makes the inverse below (LAPACK getrf) wait for the prox's eigvalsh (syevd, in ``conv``):
+        # run side by side, two batched LAPACK calls of jaxlib 0.10 each wait for sub-tasks on the thread pool they
+        # both occupy, a deadlock on a 2-CPU machine (seen at T = 10, 20; an optimization barrier does not order them)
+        K = jnp.eye(T) / v + jax.hessian(fit, argnums=0)(z, q) + after(conv)
         Kinv = jnp.linalg.inv(K)
         g = (z - om) / v
         P = jnp.eye(T) - Kinv / v
@@ -170,9 +200,16 @@ def finetune_hats(
     replicon ``α'E‖I − K⁻¹/v‖_F²`` of :func:`theory.stages.rs_stability.rs_stability` (``diag["replicon"]``,
     ``sem["replicon"]``)."""
     a = params.effective_alpha_prime
-    out = channel_pairs(ov.q, ov.m, ov.v, q0, params.beta, samples.xi, samples.eta, samples.A, samples.H,
-                         sigma=params.sigma, n_iter=n_iter, scales=tuple(scales))
-    g2, mh, vh, dq, ell, conv, multi, amb, p2 = (np.asarray(o) for o in out)
+    T = samples.xi.shape[1]
+
+    def pairs(xi, eta, A, H):
+        return channel_pairs(ov.q, ov.m, ov.v, q0, params.beta, xi, eta, A, H, sigma=params.sigma, n_iter=n_iter,
+                             scales=tuple(scales))
+
+    # memory bounded at any T (theory.chunks): one call up to T ≈ 10 at n_mc = 4000
+    chunk = chunk_size(CHANNEL_BYTES_PER_T3 * T**3 * len(scales) / 3, len(samples))
+    g2, mh, vh, dq, ell, conv, multi, amb, p2 = in_chunks(pairs, (samples.xi, samples.eta, samples.A, samples.H),
+                                                          chunk)
     (qh, qh_s), (mhh, mh_s), (vhh, vh_s), (dqm, dq_s), (L, L_s), (rep, rep_s) = map(
         mean_sem, (g2, mh, vh, dq, ell, p2))
     hats = FinetuneHats(q_hat=a * qh, m_hat=a * mhh, v_hat=a * vhh, lam_eff=2 * params.lam_prime + 2 * a * dqm)
@@ -196,6 +233,9 @@ def fresh_errors(params: Params, q: float, m: float, q0: float, law: tuple[float
     ``draws`` (:func:`error_draws`) for the fresh ``law`` of :func:`theory.laws.fresh.noise_law`."""
     if params.sigma == "linear":
         return (*linear_errors(params.T, q, m, q0, d), 0.0, 0.0)
-    eft, efr = fresh_error_samples(q, m, q0, tuple(float(x) for x in law), params.beta, draws, sigma=params.sigma)
+    law = tuple(float(x) for x in law)
+    T = draws[0].shape[1]
+    eft, efr = in_chunks(lambda *d: fresh_error_samples(q, m, q0, law, params.beta, d, sigma=params.sigma), draws,
+                         chunk_size(ERROR_BYTES_PER_T2 * T**2, len(draws[0])))
     (e1, s1), (e0, s0) = mean_sem(eft), mean_sem(efr)
     return e1, e0, s1, s0

@@ -69,7 +69,7 @@ import numpy as np
 
 from model.laws import activation, n_entries, to_entries, to_matrix, variance_factors
 from model.stats import mean_sem
-from theory.channels.prox import modified_newton_step, start_agreement
+from theory.channels.prox import backtrack_if_stalled, modified_newton_step, start_agreement
 from theory.draws import sobol_normals, sobol_size
 from theory.states import PretrainHats
 
@@ -157,7 +157,8 @@ def _newton_step(Zs, omega, B, V, beta, *, T: int, sigma: str):
     """One modified-Newton step on every start of every sample (``Zs``: ``(n, 3, K)``):
     :func:`theory.channels.prox.modified_newton_step` with the linear algebra of :func:`small_inverse` and no
     gradient candidate (pure Newton where ``∇²φ`` is positive definite, else shifted by a Gershgorin bound,
-    then the best of the step sizes ``1 … 1/32``, kept only if ``φ`` decreases).
+    then the best of the step sizes ``1 … 1/32``, kept only if ``φ`` decreases; where none decreases it, the
+    gradient step backtracked, :func:`theory.channels.prox.backtrack_if_stalled`).
     Returns the new points and the largest scaled gradient norm before the step."""
     c = jnp.asarray(variance_factors(T))
     Vp = jnp.maximum(V, V_MIN)
@@ -166,8 +167,10 @@ def _newton_step(Zs, omega, B, V, beta, *, T: int, sigma: str):
 
     def one(z, o, b):
         _, phi = _phi_factory(o, b, Vp, c, T, sigma, beta)
-        best, best_val, phi_z, g = modified_newton_step(phi, z, floor, solve=_inverse_direction,
-                                                        positive_definite=_positive_pivots, gradient_step=False)
+        best, best_val, phi_z, g, descent = modified_newton_step(
+            phi, z, floor, solve=_inverse_direction, positive_definite=_positive_pivots, gradient_step=False)
+        # where no Newton step size lowers φ (a strongly concave point: saturated softmax at large β)
+        best, best_val = backtrack_if_stalled(phi, z, best, best_val, phi_z, descent)
         return jnp.where(best_val < phi_z, best, z), jnp.linalg.norm(g) / (scale * (1.0 + jnp.linalg.norm(z)))
 
     per_start = jax.vmap(one, in_axes=(0, None, None))

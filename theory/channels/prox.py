@@ -19,8 +19,8 @@ Newton step (:func:`modified_newton_step`): ``−(H + μI)⁻¹∇φ`` with the 
 where ``H`` itself is not safely positive definite (pure Newton there, for quadratic convergence), followed by the best
 of the step sizes ``1, 1/2, …, 1/32`` and, in this prox, of a gradient step ``−∇φ/(floor + |min_i(H_ii − Σ_{j≠i}|H_ij|)|)``
 (at a strongly concave point the shifted ``H`` is nearly singular and every size of its step overshoots;
-branch-free, so it vmaps); at most ``n_iter`` iterations, fewer once the
-gradient is negligible.
+branch-free, so it vmaps), backtracked (sizes ``1/2 … 1/4096``) when no candidate lowers ``φ``; at most
+``n_iter`` iterations, fewer once the gradient is negligible.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ import jax
 import jax.numpy as jnp
 
 STEP_SIZES = 2.0 ** -jnp.arange(6.0)
+#: Step sizes of :func:`backtrack_if_stalled` along the gradient step: its length 1/curvature is set by the most
+#: negative Gershgorin bound, and along a stiff direction (a saturated softmax, curvature ~50) it overshoots by
+#: far more than 32 (measured: softmax pre-training channel, β = 10, a decrease only below 1/500 of it).
+BACKTRACK_SIZES = 2.0 ** -jnp.arange(1.0, 13.0)
 EPS = float(jnp.finfo(jnp.float64).eps)
 START_SCALES = (1.0, 0.25, -1.0)
 
@@ -40,8 +44,9 @@ def modified_newton_step(phi: Callable, z, floor, *, solve: Callable, positive_d
     """One modified-Newton step on ``phi`` from ``z`` (module doc): the candidates ``z + s·d``, ``s`` in
     ``STEP_SIZES``, with ``d = solve(H + μI, ∇φ)`` (the shift ``μ`` only where ``positive_definite(H)`` is
     false; ``solve`` returns the descent direction ``−(H + μI)⁻¹∇φ``), and with ``gradient_step`` also
-    ``z − ∇φ/(floor + |min_i(H_ii − Σ_{j≠i}|H_ij|)|)``. Returns ``(best candidate, its φ, φ(z), ∇φ(z))``: the
-    caller keeps the candidate only if it lowers ``φ``."""
+    ``z − ∇φ/(floor + |min_i(H_ii − Σ_{j≠i}|H_ij|)|)``. Returns ``(best candidate, its φ, φ(z), ∇φ(z), d_g)``
+    with ``d_g`` that gradient step (a candidate only with ``gradient_step``; :func:`backtrack_if_stalled`
+    takes it): the caller keeps the candidate only if it lowers ``φ``."""
     g = jax.grad(phi)(z)
     H = jax.hessian(phi)(z)
     off = jnp.sum(jnp.abs(H), axis=1) - jnp.abs(jnp.diag(H))
@@ -49,14 +54,28 @@ def modified_newton_step(phi: Callable, z, floor, *, solve: Callable, positive_d
     pd = positive_definite(H)
     step = solve(H + jnp.where(pd, 0.0, mu) * jnp.eye(z.shape[0]), g)
     cand = z[None, :] + STEP_SIZES[:, None] * step[None, :]
+    # the Gershgorin bound is written out again, not shared with μ: sharing it changed the compiled step
+    # in the last bits (measured on the fine-tuning channel)
+    descent = -g / (floor + jnp.abs(jnp.min(jnp.diag(H) - off)))
     if gradient_step:
-        # the Gershgorin bound is written out again, not shared with μ: sharing it changed the compiled step
-        # in the last bits (measured on the fine-tuning channel)
-        descent = -g / (floor + jnp.abs(jnp.min(jnp.diag(H) - off)))
         cand = jnp.concatenate([cand, (z + descent)[None, :]])
     vals = jax.vmap(phi)(cand)
     k = jnp.argmin(vals)
-    return cand[k], vals[k], phi(z), g
+    return cand[k], vals[k], phi(z), g, descent
+
+
+def backtrack_if_stalled(phi: Callable, z, best, best_val, phi_z, descent):
+    """``(best, best_val)`` unchanged when ``best`` lowers ``φ``; else the best of ``z + s·d_g``, ``s`` in
+    ``BACKTRACK_SIZES`` = ``1/2 … 1/4096`` (``d_g`` the gradient step of :func:`modified_newton_step`). Every candidate raised ``φ``:
+    at a concave point far from the minimum (e.g. ``φ = ‖z − ω‖²/(2V) + (‖z‖² − c)²`` near ``z = 0`` with
+    ``c < ‖ω‖``, or a saturated softmax) the shifted Newton step is nearly singular and the gradient step of
+    length 1/curvature overshoots as well; backtracking along the latter leaves the point instead of stopping
+    there. A sample that made progress is not touched (branch-free, so it vmaps)."""
+    back = z[None, :] + BACKTRACK_SIZES[:, None] * descent[None, :]
+    back_vals = jax.vmap(phi)(back)
+    j = jnp.argmin(back_vals)
+    stalled = ~(best_val < phi_z)
+    return jnp.where(stalled, back[j], best), jnp.where(stalled, back_vals[j], best_val)
 
 
 def _cholesky_positive(H):
@@ -88,8 +107,9 @@ def newton_steps(phi: Callable, z0, n_iter: int, V, gtol: float = 1e-10):
     scale = 1.0 / V + 1.0
 
     def newton_step(z):
-        best, best_val, phi_z, _ = modified_newton_step(phi, z, floor, solve=_newton_direction,
-                                                        positive_definite=_cholesky_positive, gradient_step=True)
+        best, best_val, phi_z, _, descent = modified_newton_step(
+            phi, z, floor, solve=_newton_direction, positive_definite=_cholesky_positive, gradient_step=True)
+        best, best_val = backtrack_if_stalled(phi, z, best, best_val, phi_z, descent)
         # a decrease at the rounding level of φ is no progress (it can go on for ever by rounding alone)
         progress = best_val < phi_z - 8 * EPS * (1.0 + jnp.abs(phi_z))
         return jnp.where(best_val < phi_z, best, z), progress

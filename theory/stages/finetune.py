@@ -18,6 +18,12 @@ Solve: :func:`theory.fixed_point.phased_fixed_point`: the map with the prox star
 of the cost), then with every start; Anderson mixing, then plain damping, then the fixed point as a root of
 ``step(x) − x``.
 
+Switch-off: above ``λ'_c(α')`` the stable fixed point is ``ŵ = 0``; it is detected before iterating, from
+the map linearised at ``q → 0`` on the same channel samples (:mod:`theory.switch_off`), and returned as a
+converged ``q = m = 0`` (``o_w`` NaN, ``diagnostics["status"] == "switched_off"``); every solve reports
+``lam_prime_c``. ``recalibrate = 'error'`` searches ``β_W`` for the lowest ``E_ft``
+(:func:`_solve_error_recalibrated`).
+
 ``m = 0`` is a fixed point by symmetry (``χ → −χ``); iteration starts informed (``m > 0``). Where the loss
 has several fixed points, the one of lowest objective ``α'L_ft + λ'q`` among two informed starts is kept
 (:func:`_solve_ground_state`); ``m`` is reported with its sign removed.
@@ -37,12 +43,14 @@ from model.observables import delta_eff, lora_overlap, recalibration
 from model.params import ParameterError, Params
 from theory.channels.lora import ChannelSamples, error_draws, finetune_hats, fresh_errors
 from theory.channels.prox import START_SCALES
+from theory import progress
 from theory.fixed_point import FixedPointResult, phased_fixed_point
 from theory.laws.fresh import noise_law
 from theory.laws.mixture import channel_samples
 from theory.priors.ridge import prior_update
 from theory.stages.rs_stability import JUMP_SAMPLES, prox_jump_fraction, rs_stability
 from theory.states import FinetuneHats, FinetuneOverlaps, PretrainState
+from theory.switch_off import ZeroCurvature, ZeroSolution, zero_curvature, zero_solution
 
 
 @dataclass(frozen=True)
@@ -151,9 +159,49 @@ def solve_finetune(
             "allowed reuse = 0 with (Q0, Q, M) alone")
     cfg = _Settings(q0=q0, n_mc=n_mc, n_test=n_test, key=key, damping=damping, rtol=rtol, atol=atol,
                     max_steps=max_steps, n_iter=n_iter, anderson=anderson, patience=patience)
+    if params.recalibrate == "error":
+        return _solve_error_recalibrated(params, pre, cfg, init=init, random_control=random_control)
     res = _solve_ground_state(params, pre, cfg, fresh_only=False, init=init)
     if params.active_rho is not None and random_control:
         ctrl = _solve_ground_state(params, pre, cfg, fresh_only=True, init=init)
+        res = dataclasses.replace(res, random_control=ctrl)
+    return res
+
+
+#: Search interval of ``recalibrate = 'error'``: ``β_W`` from ``ERROR_RECAL_BOUNDS[0]`` to
+#: ``ERROR_RECAL_BOUNDS[1]·max(1, M/Q)`` (log scale).
+ERROR_RECAL_BOUNDS = (0.05, 2.5)
+
+
+def _solve_error_recalibrated(params: Params, pre: PretrainState, cfg: _Settings, *,
+                              init: FinetuneOverlaps | None, random_control: bool) -> FinetuneResult:
+    """``recalibrate = 'error'``: ``β_W = argmin E_ft(β_W)`` at fixed pre-training, by
+    :func:`theory.optimize.minimize_scalar_robust` (a log grid, then bounded Brent; common random numbers), and
+    the fixed point there. ``diagnostics["recalibration"]`` records the search; ``converged`` needs the search's
+    refinement to have met its tolerance too."""
+    from theory.optimize import minimize_scalar_robust
+
+    solved: dict[float, FinetuneResult] = {}
+
+    def e_ft(beta_W: float) -> float:
+        r = _solve_ground_state(params.replace(recalibrate=beta_W), pre, cfg, fresh_only=False, init=init)
+        solved[beta_W] = r
+        return r.E_ft if r.converged else float("nan")
+
+    hi = ERROR_RECAL_BOUNDS[1] * max(1.0, pre.shrink)
+    search = minimize_scalar_robust(e_ft, (ERROR_RECAL_BOUNDS[0], hi), log=True, n_grid=7, xtol=1e-2)
+    record = {"target": "error", "beta_W": search.x, "E_ft": search.fun, "n_evaluations": search.n_evaluations,
+              "excluded": search.excluded, "unimodal": search.unimodal, "at_bound": search.at_bound,
+              "converged": search.converged, "bounds": (ERROR_RECAL_BOUNDS[0], hi)}
+    if not math.isfinite(search.x):
+        first = next(iter(solved.values()))
+        return dataclasses.replace(first, converged=False, diagnostics={**first.diagnostics, "recalibration": record})
+    res = solved[search.x]
+    res = dataclasses.replace(res, converged=res.converged and search.converged,
+                              n_steps=sum(r.n_steps for r in solved.values()),
+                              diagnostics={**res.diagnostics, "recalibration": record})
+    if params.active_rho is not None and random_control:
+        ctrl = _solve_ground_state(params.replace(recalibrate=search.x), pre, cfg, fresh_only=True, init=init)
         res = dataclasses.replace(res, random_control=ctrl)
     return res
 
@@ -207,7 +255,8 @@ def _solve(params: Params, pre: PretrainState, cfg: _Settings, *, fresh_only: bo
     bW = recalibration(params.recalibrate, pre.M, pre.Q)
     law = noise_law(params, pre, bW)
     errors = partial(fresh_errors, params, q0=cfg.q0, law=law, d=delta_eff(params.delta, pre.Q0, pre.Q, pre.M, bW),
-                     draws=error_draws(cfg.key, 1, cfg.n_test, params.T))
+                     # linear σ: closed form, no draws (2T + T(T+1) dimensions × n_test would be built)
+                     draws=None if params.sigma == "linear" else error_draws(cfg.key, 1, cfg.n_test, params.T))
     mode = dict(reuse=0.0 if fresh_only else float(params.reuse), active_rho=None if fresh_only else params.active_rho)
     samples, info = channel_samples(params, pre, bW, cfg.n_mc, cfg.key, fresh_only=fresh_only)
     extra = {k: v for k, v in info.items() if k != "noise_law"}
@@ -220,7 +269,18 @@ def _solve(params: Params, pre: PretrainState, cfg: _Settings, *, fresh_only: bo
                               n_steps=0, residual=0.0, mc_sem={"E_ft": s1, "E_frozen": s0},
                               diagnostics={"reason": "lam_prime = inf: w = 0", **extra}, **mode)
 
+    curv = zero_curvature(params, samples, cfg.q0)
+    zero = zero_solution(curv, params)
+    extra.update(lam_prime_c=zero.threshold.lam_prime_c, switch_off_mechanism=zero.threshold.mechanism)
+    if zero.stable:
+        return _switched_off(params, curv, zero, errors, info, bW, cfg, extra, mode)
+
     lora = _LoraMap(params, samples, cfg)
+    if params.lam_prime >= NEAR_SWITCH_OFF * zero.threshold.lam_prime_c and math.isfinite(zero.v):
+        flow = _zero_flow(lora, zero.v, cfg.q0)
+        extra["zero_flow_growth"] = flow
+        if flow < 1.0:
+            return _switched_off(params, curv, zero, errors, info, bW, cfg, extra, mode, by_map=True)
     run = phased_fixed_point(lora.step(START_SCALES[:1]), lora.step(START_SCALES),
                              init or informed_start(params, cfg.q0, 0.5), verify=lora.verify,
                              residual=lora.residual, root_starts=lora.root_starts, from_root=lora.from_root,
@@ -242,6 +302,56 @@ def _solve(params: Params, pre: PretrainState, cfg: _Settings, *, fresh_only: bo
     return FinetuneResult(q=q, m=abs(m), v=ov.v, o_w=lora_overlap(m, q, cfg.q0), E_ft=E_ft, L_ft=L_ft, E_frozen=E_fr,
                           delta_eff=info["delta_eff"], q0=cfg.q0, beta_W=bW, hats=hats, converged=ok,
                           n_steps=run.n_steps, residual=run.residual, mc_sem=sem, diagnostics=diag, **mode)
+
+
+#: Below ``λ'_c`` by less than this factor, the Monte-Carlo map itself is asked whether it flows to ``ŵ = 0``
+#: (:func:`_zero_flow`): its own threshold differs from the linearised one by the Monte-Carlo error of either
+#: (measured, linear σ, α' = 3, n_mc = 4000: λ'_c = 91.8, 88.3, 88.4 over three keys, 89.6 with 16000 draws,
+#: while the map of key 0 decays to q = 0 at λ' = 90 by a factor ≈ 0.96 a step — an iteration that stalled).
+NEAR_SWITCH_OFF = 0.9
+#: Steps of :func:`_zero_flow`: the growth is measured over the second half.
+ZERO_FLOW_STEPS = 40
+
+
+def _zero_flow(lora: "_LoraMap", v: float, q0: float) -> float:
+    """The Monte-Carlo map's own growth rate of ``q`` per step near ``q = m = 0``: the undamped map (prox from
+    ``ω``) iterated ``ZERO_FLOW_STEPS`` times from ``q = 1e-8 q0``, ``m = ½√(q q0)``, ``v`` the zero solution's;
+    ``(q_end/q_mid)^(2/steps)``. Below 1 the map flows to ``ŵ = 0``."""
+    step = lora.step(START_SCALES[:1])
+    x = FinetuneOverlaps(q=1e-8 * q0, m=0.5e-4 * q0, v=v)
+    qs = []
+    for _ in range(ZERO_FLOW_STEPS):
+        x = step(x)
+        if not (x.q > 0 and math.isfinite(x.q)):
+            return float("nan")
+        qs.append(x.q)
+    half = ZERO_FLOW_STEPS // 2
+    return (qs[-1] / qs[half - 1]) ** (1.0 / (ZERO_FLOW_STEPS - half))
+
+
+def _switched_off(params: Params, curv: ZeroCurvature, zero: ZeroSolution, errors, info: dict[str, Any],
+                  beta_W: float, cfg: _Settings, extra: dict[str, Any], mode: dict[str, Any], *,
+                  by_map: bool = False) -> FinetuneResult:
+    """The converged zero solution ``q = m = 0`` (``λ' > λ'_c``, :mod:`theory.switch_off`, or, within
+    ``NEAR_SWITCH_OFF`` below it, where the Monte-Carlo map itself flows to zero: ``by_map``): ``o_w`` undefined
+    (NaN), ``E_ft = E_frozen``, ``L_ft = E ℓ(0; 0)``, ``v`` from the linearised susceptibility equation, and the
+    replicon ``b(v) = α'v²E‖G_v‖_F²``."""
+    ap, v = params.effective_alpha_prime, zero.v
+    E_ft, E_fr, s1, s0 = errors(0.0, 0.0)
+    per = ap * v * v * np.sum((curv.h / (1.0 + v * curv.h)) ** 2, axis=1)
+    rep_sem = float(np.std(per, ddof=1) / math.sqrt(len(per)))
+    hats = FinetuneHats(q_hat=0.0, m_hat=0.0, v_hat=-ap * curv.tr_g(v), lam_eff=2 * params.lam_prime - ap * curv.tr_h0)
+    diag = {"status": "switched_off_map" if by_map else "switched_off", "fallback": False, "root": None, "n_steps_one_start": 0,
+            "reason": (f"lam_prime = {params.lam_prime:g} < lam_prime_c = {zero.threshold.lam_prime_c:.6g} by less "
+                       "than the Monte-Carlo error, and the map flows to w = 0" if by_map else
+                       f"lam_prime = {params.lam_prime:g} > lam_prime_c = {zero.threshold.lam_prime_c:.6g}: "
+                       "w = 0 is the stable fixed point"), "v_c": zero.threshold.v_c, "growth_m": zero.growth_m,
+            "growth_q": zero.growth_q, "replicon": zero.growth_q, "replicon_sem": rep_sem, "prox_jump_frac": 0.0,
+            "rs_stable": rs_stability(zero.growth_q, rep_sem, 0.0), "n_mc": cfg.n_mc, "n_test": cfg.n_test,
+            "key": cfg.key, **extra}
+    return FinetuneResult(q=0.0, m=0.0, v=v, o_w=float("nan"), E_ft=E_ft, L_ft=curv.ell0, E_frozen=E_fr,
+                          delta_eff=info["delta_eff"], q0=cfg.q0, beta_W=beta_W, hats=hats, converged=True,
+                          n_steps=0, residual=0.0, mc_sem={"E_ft": s1, "E_frozen": s0}, diagnostics=diag, **mode)
 
 
 def _rs_diagnostics(params: Params, pre: PretrainState, beta_W: float, ov: FinetuneOverlaps,
@@ -298,6 +408,7 @@ class _LoraMap:
 
     def hats(self, ov: FinetuneOverlaps, scales: tuple[float, ...] = START_SCALES):
         """:func:`theory.channels.lora.finetune_hats` at ``ov`` with the prox started from ``scales``."""
+        progress.tick("finetune", q=ov.q, m=ov.m, v=ov.v)
         return finetune_hats(self.params, ov, self.samples, self.cfg.q0, self.cfg.n_iter, scales)
 
     def step(self, scales: tuple[float, ...]):

@@ -49,10 +49,14 @@ from model.params import ParameterError, Params
 from model.stats import mean_sem
 from theory.channels.pretrain import ChannelDraws, channel, fresh_test_error
 from theory.fixed_point import anderson_approach, fixed_point
+from theory import progress
 from theory.priors.denoiser import prior_step
 from theory.states import PretrainHats, PretrainOverlaps
 
 DEFAULT_N_MC = {2: 2048, 3: 2048}
+#: Steps without halving of the residual after which the Monte-Carlo fixed point stops as "stalled" (damping 0.5:
+#: a converging iteration with a map eigenvalue below 0.986 halves its residual within 200 steps).
+MC_PATIENCE = 200
 N_TEST = 32768
 
 
@@ -177,6 +181,7 @@ def solve_pretrain(
 
     if params.sigma == "linear" and not mc_linear:
         def step(ov: PretrainOverlaps) -> PretrainOverlaps:
+            progress.tick("pretrain", Q=ov.Q, M=ov.M, V=ov.V)
             return prior(linear_channel(ov, T=T, alpha=params.alpha, delta=params.delta, Q0=Q0)).overlaps
 
         res = fixed_point(step, start, damping=damping, rtol=1e-9 if rtol is None else rtol, atol=atol,
@@ -229,6 +234,7 @@ def _solve_mc(params: Params, start: PretrainOverlaps, prior: Callable[[Pretrain
     def chan(ov: PretrainOverlaps):
         k = (ov.Q, ov.M, ov.V)
         if k not in cache:
+            progress.tick("pretrain", Q=ov.Q, M=ov.M, V=ov.V)
             cache[k] = channel(ov.Q, ov.M, ov.V, T=params.T, sigma=params.sigma, alpha=params.alpha,
                                delta=params.delta, Q0=Q0, beta=params.beta, draws=draws, m_hat_form=m_hat_form)
         return cache[k]
@@ -238,7 +244,10 @@ def _solve_mc(params: Params, start: PretrainOverlaps, prior: Callable[[Pretrain
 
     x0 = anderson_approach(step, start, project=partial(_clip, Q0=Q0), admissible=_admissible) if accelerate \
         else start
-    res = fixed_point(step, x0, damping=damping, rtol=rtol, atol=atol, max_steps=max_steps)
+    # a Monte-Carlo map whose prox switches minimum from sample to sample (large β: softmax β = 20 wanders at
+    # the 1e-3 level around Q = 0.021) never meets rtol: stop it as "stalled" once its residual has not halved
+    # in MC_PATIENCE steps, rather than after max_steps map evaluations (hours)
+    res = fixed_point(step, x0, damping=damping, rtol=rtol, atol=atol, max_steps=max_steps, patience=MC_PATIENCE)
     ov = _clip(res.value, Q0)
     ch = chan(ov)
     E, E_se = fresh_test_error(ov.Q, ov.M, T=params.T, sigma=params.sigma, delta=params.delta, Q0=Q0,

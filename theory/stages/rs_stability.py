@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.params import Params
-from theory.channels.lora import ChannelSamples, channel_inputs, prox_objective, target
+from theory.channels.lora import ChannelSamples, after, channel_inputs, prox_objective, target
 from theory.channels.prox import distinct, newton_minimise, prox_multistart
 from theory.states import FinetuneOverlaps
 
@@ -44,12 +44,15 @@ def _prox_discontinuities(q, m, v, q0, beta, xi, eta, A, H, u, h, sigma: str, n_
         label = target(c, Hi, q0, sigma, beta)
         phi_at = lambda o: prox_objective(o, v, q, Ai, label, sigma, beta)  # noqa: E731
 
-        om1 = om + h * jnp.sqrt(q) * ui
-        phi0, phi1 = phi_at(om), phi_at(om1)
+        phi0 = phi_at(om)
         z0 = prox_multistart(phi0, om, v, n_iter=n_iter)[0]
+        # one minimisation after the other (each input + after(the previous result), exact): side by side, their
+        # batched LAPACK calls (jaxlib 0.10) can deadlock the thread pool they share on a 2-CPU machine
+        om1 = om + h * jnp.sqrt(q) * ui + after(z0)
+        phi1 = phi_at(om1)
         z1 = prox_multistart(phi1, om1, v, n_iter=n_iter)[0]
-        forward = newton_minimise(phi1, z0, n_iter, v)
-        backward = newton_minimise(phi0, z1, n_iter, v)
+        forward = newton_minimise(phi1, z0 + after(z1), n_iter, v)
+        backward = newton_minimise(phi0, z1 + after(forward), n_iter, v)
         # a distinct end counts only if the multistart's minimiser is the lower one there (else the multistart,
         # not the prox, was discontinuous)
         return ((distinct(forward, z1) & (phi1(z1) <= phi1(forward)))
