@@ -214,7 +214,8 @@ def solve(
             (needs ``pretrain``).
         bayes: add the Bayes-optimal baselines: ``True`` (both stages), ``False``, ``"pretrain"``
             (``Q_BO, E_pre_BO``: cheap), ``"finetune"`` (``q_BO, E_ft_BO``, conditioning on ``Ŵ``: 10–30 s a
-            point) or ``"two_stage"`` (all of them and ``q_BO2, E_ft_BO2``, conditioning on the pre-training data:
+            point; about a minute at ``r* = 2``) or ``"two_stage"`` (all of them and ``q_BO2, E_ft_BO2``,
+            conditioning on the pre-training data:
             :mod:`theory.bayes.two_stage`; as much again).
         pretrain: :class:`theory.states.PretrainState` ``(Q0, Q, M)`` of the frozen weights (with ``V`` for
             reused sequences), for ``stage="finetune"`` (e.g. measured by a simulation).
@@ -308,8 +309,7 @@ def solve(
                 converged = add(b) and converged
             else:
                 obs.update(dict.fromkeys(BAYES_FINETUNE, math.nan))
-                diag["bayes_finetune"] = ("not modelled with reuse or active selection" if params.rank_one
-                                          else "not modelled at rank r or r* > 1 yet")
+                diag["bayes_finetune"] = "not modelled with reuse or active selection"
         if bayes == "two_stage":
             b2 = _bayes_two_stage(params, order)
             steps["bayes_two_stage"] = b2.n_steps or 0
@@ -441,9 +441,20 @@ def _bayes_pretrain(params: Params) -> _Part:
 
 def _bayes_finetune(params: Params, order: PretrainState) -> _Part | None:
     """:func:`theory.bayes.finetune.solve_bayes_finetune`: ``q_BO, E_ft_BO`` (``None`` with reused or selected
-    sequences, which it does not model, and at rank ``r`` or ``r* > 1``, not yet derived)."""
-    if params.reuse != 0 or params.active_rho is not None or not params.rank_one:
+    sequences, which it does not model). It does not depend on the LoRA rank ``r``; a teacher of rank ``r* > 1``
+    takes :func:`theory.bayes.finetune_rank.solve_bayes_finetune_rank`, whose ``q_BO`` is ``Tr q_BO / r*`` (the
+    per-direction overlap; the Bayes-optimal ``o_U`` is ``√q_BO``)."""
+    if params.reuse != 0 or params.active_rho is not None:
         return None
+    if params.teacher_rank > 1:
+        from theory.bayes.finetune_rank import solve_bayes_finetune_rank
+
+        b = solve_bayes_finetune_rank(params, order, threshold=False)
+        return _Part(observables={"q_BO": b.q_BO, "E_ft_BO": b.E_ft_BO}, converged=bool(b.converged),
+                     diagnostics={"status": b.status, "delta_BO": b.delta_BO, "conditions_on": "the ERM weights Ŵ",
+                                  "tr_q_BO": b.tr_q_BO, "q_aniso": b.q_aniso, "ess_min": b.ess_min},
+                     mc_sem={"E_ft_BO": math.hypot(b.E_ft_BO_se, b.E_ft_BO_se_q), "q_BO": b.q_se},
+                     n_steps=int(b.n_steps))
     # the weak-recovery threshold is not an observable; skipping it halves the cost
     b = solve_bayes_finetune(params, order, threshold=False)
     return _Part(observables={"q_BO": b.q_BO, "E_ft_BO": b.E_ft_BO}, converged=bool(b.converged),

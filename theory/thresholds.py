@@ -87,7 +87,11 @@ def alpha_prime_c(params: Params, pre: Any = None, *, lam_prime: float | None = 
 
 def bayes_alpha_prime_c(params: Params, pre: Any = None) -> tuple[float, float]:
     """The Bayes-optimal weak-recovery ``α'_c`` and its Monte-Carlo error
-    (:func:`theory.bayes.finetune.weak_recovery_threshold`; the Bayes channel conditions on ``Ŵ``)."""
+    (:func:`theory.bayes.finetune.weak_recovery_threshold`; the Bayes channel conditions on ``Ŵ``; a teacher of rank
+    ``r* > 1``: :func:`theory.bayes.finetune_rank.weak_recovery_threshold_rank`)."""
+    if params.teacher_rank > 1:
+        from theory.bayes.finetune_rank import weak_recovery_threshold_rank
+        return weak_recovery_threshold_rank(params, _pretrain_state(params, pre))
     from theory.bayes.finetune import weak_recovery_threshold
     return weak_recovery_threshold(params, _pretrain_state(params, pre))
 

@@ -24,6 +24,7 @@ def _assert_same_seeds(a, b):
     assert a.observables == b.observables
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_local_pool_gives_the_serial_numbers_seed_for_seed():
     serial = simulate.run(TINY, D, 3, seed=5)
     with make_executor("local", workers=2) as ex:

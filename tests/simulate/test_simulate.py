@@ -147,6 +147,7 @@ def test_training_reaches_a_stationary_point(softmax_seed, linear_seed):
         assert d["pretrain_grad_norm"] < 1e-6 and d["finetune_grad_norm"] < 1e-6
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_factorised_and_convex_pretraining_agree():
     """Linear σ, κ = 1: L-BFGS on W and FISTA on S ⪰ 0 reach the same minimiser (convex problem)."""
     p = Params(sigma="linear", alpha=0.2, lam=0.1)
@@ -157,6 +158,7 @@ def test_factorised_and_convex_pretraining_agree():
         assert a[name] == pytest.approx(b[name], rel=1e-5), name
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_identity_train_gram_minimises_the_d_infinity_loss():
     """``train_gram='identity'`` trains on ``‖σ(A) − B‖_F²`` (``G → I_T``): the two settings differ at finite D,
     the identity one is stationary for its own loss, and its L_pre is that loss."""
@@ -183,6 +185,7 @@ def test_convex_solver_refuses_softmax():
 # ------------------------------------------------------------------ selection, reuse, recalibration
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_active_selection_keeps_floor_rho_pool_and_lowers_the_residual():
     p = Params(sigma="linear", active_rho=0.05, pool_ratio=60)
     r = run_seed(p, 30, jax.random.PRNGKey(2), n_restarts=1)
@@ -257,6 +260,7 @@ def test_pretraining_cache_reproduces_the_uncached_run(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_saddle_escape_start_beats_random_starts_near_the_threshold():
     """Linear σ, α' = 0.5: random starts get trapped in spurious minima; the bottom eigenvector of the
     Hessian at w = 0 leads to a lower objective and a larger overlap (measured at D = 100–200)."""

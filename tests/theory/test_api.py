@@ -141,6 +141,7 @@ def test_the_package_exports_the_api():
     assert isinstance(theory.WarmStart(), WarmStart)
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_pretrain_replicas_give_the_theory_its_own_error_bars():
     p = Params(sigma="softmax", T=2)
     r = theory.solve(p, stage="pretrain", bayes=False, pretrain_replicas=2)

@@ -23,7 +23,7 @@ def test_in_chunks_concatenates_in_order():
     np.testing.assert_array_equal(out[1], x**2)
 
 
-@pytest.mark.parametrize("sigma", ["linear", "softmax"])
+@pytest.mark.parametrize("sigma", ["linear", pytest.param("softmax", marks=pytest.mark.slow)])  # softmax: 30 s
 def test_the_finetuning_channel_in_chunks_gives_the_same_numbers(monkeypatch, sigma):
     params = Params(sigma=sigma)
     pre = PretrainState(Q0=2.0, Q=1.5, M=1.2)

@@ -35,11 +35,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from model.observables import BAYES_TWO_STAGE  # noqa: F401  (the observables: q_BO2, E_ft_BO2)
+from model.observables import BAYES_TWO_STAGE  # the observables q_BO2, E_ft_BO2
 from model.params import ParameterError, Params
 from theory.bayes.finetune import BayesFinetuneResult, delta_bo, solve_bayes_finetune, weak_recovery_threshold
 from theory.bayes.pretrain import n_observed, solve_state
 from theory.states import PretrainState
+
+__all__ = ["BAYES_TWO_STAGE", "TwoStageState", "two_stage_state", "solve_bayes_two_stage",
+           "bayes_alpha_prime_c_two_stage"]
 
 
 @dataclass(frozen=True)

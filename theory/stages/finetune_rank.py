@@ -145,13 +145,14 @@ def _solve_ground_state(params: Params, pre: PretrainState, cfg: dict[str, Any],
                         init: RankOverlaps | None) -> RankFinetuneResult:
     """:func:`_solve` from ``init`` (default: :func:`informed_start`); as in the rank-one
     :func:`theory.stages.finetune._solve_ground_state`, when that run does not converge or ends on the uninformed
-    branch (``o_U < UNINFORMED_OW``, ``Tr q > UNINFORMED_Q·r·q0``), it is repeated from
+    branch (largest principal cosine ``< UNINFORMED_OW``, ``Tr q > UNINFORMED_Q·r·q0``: no teacher direction
+    learned; ``o_U`` would flag an under-parametrised LoRA, ``o_U ≤ √(r/r*)``), it is repeated from
     ``q = m = INFORMED_RESTART·q0`` and the converged fixed point of lower :func:`ground_state_energy` is kept
     (``diagnostics["ground_state"]`` records the energies)."""
     first = _solve(params, pre, cfg, fresh_only=fresh_only, init=init)
     q0 = cfg["q0"]
     uninformed = first.converged and first.tr_q > UNINFORMED_Q * params.rank * q0 and \
-        not (first.o_U >= UNINFORMED_OW)
+        not (first.cosines[0] >= UNINFORMED_OW)
     if init is not None or math.isinf(params.lam_prime) or not (uninformed or not first.converged):
         return first
     second = _solve(params, pre, cfg, fresh_only=fresh_only, init=informed_start(params, q0, INFORMED_RESTART))
@@ -165,7 +166,7 @@ def _solve_ground_state(params: Params, pre: PretrainState, cfg: dict[str, Any],
 
 #: Relative step of the root fallback's own finite differences (:func:`theory.fixed_point.root_fallback`): the
 #: prox is solved to a tolerance that a step of ``1e-8`` reads (linear σ, T = 2, α' = 0.5, (r, r*) = (2, 1): the
-#: slopes of ``G`` at steps ``1e-8`` and ``1e-6`` differ by up to 200 %, those at ``1e-6`` and ``1e-4`` by 10 %).
+#: slopes of ``G`` at steps ``1e-8`` and ``1e-6`` differ by up to 200 %, those at ``1e-6`` and ``1e-4`` by ≤ 15 %).
 ROOT_HYBR_STEP = 1e-4
 
 

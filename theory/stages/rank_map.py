@@ -20,8 +20,8 @@ leaves it only by sampling error; its diagonal part (:meth:`RankMap.residual`) i
 over the flipped copies of the draws. Off the diagonal nothing is solved, so an accepted root is checked
 against the full map (:meth:`RankMap.off_diagonal_z`): the off-diagonal conjugates there must be zero within
 their Monte-Carlo errors, or the fixed point is not reported. Unlike the canonical frame, the diagonal
-coordinates stay smooth where ``m → 0`` or where singular values of ``m`` meet (the gauge is undefined there,
-and the canonical-slice root stalled at ``α' = 0.5`` for ``(r, r*) = (2, 1), (2, 2)``).
+coordinates stay smooth where ``m → 0`` or where singular values of ``m`` meet, where the gauge is undefined (a
+root sought in the canonical frame's own coordinates made no progress there: ``hybr`` stopped at its start).
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def in_domain(ov: RankOverlaps) -> bool:
     if not (np.all(np.isfinite(ov.q)) and np.all(np.isfinite(ov.m)) and np.all(np.isfinite(ov.V))):
         return False
     w = np.linalg.eigvalsh(ov.q)
-    return bool(np.linalg.eigvalsh(ov.V)[0] > 0 and w[-1] > 0 and w[0] >= 0)
+    # a direction of q shrunk to zero may come back from the prior update at −1e-17: rounding, not a negative q
+    return bool(np.linalg.eigvalsh(ov.V)[0] > 0 and w[-1] > 0 and w[0] >= -1e-12 * w[-1])
 
 
 class RankMap:

@@ -36,6 +36,7 @@ def _lin(**kw) -> Params:
     return Params(T=3, sigma="linear", delta=0.5, **kw)
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_alpha_prime_to_zero_gives_the_prior():
     for sigma in ("linear", "softmax"):
         r = solve_bayes_finetune(Params(T=3, sigma=sigma, alpha_prime=1e-4), PRE, **FAST)
@@ -170,6 +171,7 @@ def test_amp_matches_state_evolution_large_D(sigma):
 
 
 @pytest.mark.parametrize("alpha_prime, lam_primes", [(3.0, (0.05, 0.5, 2.0)), (0.5, (2.0,))])
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_bayes_optimal_error_is_below_erm_on_a_grid_of_ridges(alpha_prime, lam_primes):
     """E_ft^BO ≤ E_ft(λ') for every λ' (linear σ, the same frozen order parameters), within the BO
     error's Monte-Carlo standard error (the ERM linear errors are closed-form in (q, m))."""

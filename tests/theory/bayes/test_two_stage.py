@@ -74,6 +74,7 @@ def _fast(monkeypatch):
     monkeypatch.setattr(theory.api, "solve_bayes_finetune", fast)
 
 
+@pytest.mark.slow  # 50-80 s on the shared 2-core machine (two fixed points compiled)
 def test_solve_reports_both_baselines_labelled(monkeypatch):
     _fast(monkeypatch)
     pre = PretrainState(Q0=2.0, Q=2.197, M=1.9148)
@@ -93,3 +94,16 @@ def test_two_stage_not_modelled_with_reuse_is_nan_not_an_error(monkeypatch):
     r = theory.solve(Params(sigma="linear", reuse=1.0), stage="finetune", pretrain=pre, bayes="two_stage")
     assert r.converged and math.isnan(r.observables["E_ft_BO2"])
     assert "reuse" in r.diagnostics["bayes_two_stage"]["reason"]
+
+
+@pytest.mark.slow  # 50-80 s on the shared 2-core machine (two fixed points compiled)
+def test_theory_command_prints_both_baselines(monkeypatch, capsys):
+    import json
+
+    from lora_attn.cli import main
+    _fast(monkeypatch)
+    assert main(["theory", "--sigma", "linear", "--stage", "finetune", "--pretrain", "Q0=2,Q=2.197,M=1.9148",
+                 "--bayes-two-stage", "--n-mc", "600", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["observables"]["E_ft_BO2"] < out["observables"]["E_ft_BO"]
+    assert out["diagnostics"]["bayes_two_stage"]["conditions_on"] == "the pre-training data"

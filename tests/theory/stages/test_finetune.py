@@ -301,6 +301,7 @@ def test_root_fallback_rejects_a_map_without_a_root():
 RS_PRE = PretrainState(Q0=2.014, Q=0.2991, M=0.5742)
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores: with the long checks (-m slow), out of the default run
 def test_replicon_is_the_finite_difference_response_of_the_prox():
     """``λ_R = α' v² E‖∂g/∂ω‖_F²`` from the implicit Jacobian equals the same from central differences of the
     per-sample prox (same samples, samples with a jump left out of both)."""
