@@ -120,6 +120,15 @@ def sim_markers(ax, table: pd.DataFrame, x: str, y: str, *, colour: str, marker:
                 label=name, zorder=3, **kw)
 
 
+def _minor_label(ax, v: float) -> str:
+    """The label of a minor tick ``v`` of a log ``y`` axis: at mantissas 2 and 5 where the axis spans more than a
+    decade, at 2–6 and 8 down to half a decade, at every one below (else a short axis shows one label)."""
+    lo, hi = ax.get_ylim()
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    keep = (2, 5) if decades > 1 else (2, 3, 4, 5, 6, 8) if decades > 0.5 else tuple(range(1, 10))
+    return f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in keep else ""
+
+
 def finish(ax, x: str, y: str, *, logx: bool = False, logy: bool = False, legend: bool = True, ncol: int = 2) -> None:
     """Axis labels, scales, and the panel's legend above the axes (outside the data: it covers nothing)."""
     ax.set_xlabel(label(x))
@@ -130,8 +139,7 @@ def finish(ax, x: str, y: str, *, logx: bool = False, logy: bool = False, legend
         ax.set_yscale("log")
         # plain numbers (0.6, 1, 2, 5) rather than 6×10⁻¹: a log axis here spans one or two decades
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(
-            lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_label(ax, v)))
     ax.margins(x=0.02)
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=ncol, frameon=False, borderaxespad=0.0,
