@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -68,7 +69,6 @@ def test_pretrain_key_ignores_every_finetuning_parameter():
 
 
 def test_numpy_scalars_are_taken_as_python_numbers():
-    np = pytest.importorskip("numpy")
     p = Params(T=np.int64(3), alpha=np.float32(0.1), beta=np.float64(2.0), recalibrate=np.float64(0.5),
                sigma=np.str_("linear"), active_rho=np.float16(0.5))
     assert p == Params(T=3, alpha=float(np.float32(0.1)), beta=2.0, recalibrate=0.5, sigma="linear", active_rho=0.5)
