@@ -8,7 +8,9 @@ and PNG with the CSV table behind each panel (``<out>/fig<N>/<sigma>-<table>-<th
 
 Caching: every computed point is stored as ``<out>/cache/points/<hash>.json``, the hash taken over what
 determines it (kind, parameters, ``D``, seeds, Monte-Carlo sizes), and trained pre-training weights as
-``<out>/cache/pretrain-*.npz``; a rerun computes only what changed, and an interrupted run resumes.
+``<out>/cache/pretrain-*.npz``; a rerun computes only what changed, and an interrupted run resumes. JAX's
+compiled programs are kept in ``<out>/cache/jax`` (:mod:`model.compile_cache`), so the processes of a run
+compile each program once.
 Progress is printed on stderr, one line per point.
 
 Where a theory is not available (it raises a parameter error at its first point), that curve is left out
@@ -24,9 +26,11 @@ import sys
 import time
 
 import figures
+from figures.compute import output_folder
 from figures.extra import EXTRA_FIGURES, make_extra
 from figures.parallel import child_argv, child_tasks, default_jobs, run_children
 from lora_attn.cli import add_executor_flags
+from model import compile_cache
 from model.params import SIGMAS, ParameterError
 from simulate.executors import check_executor, make_executor
 
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                               [f"{s} fig {','.join(map(str, f))}" for s, f in tasks], jobs)
             print(f"[paper_figs] all done in {time.perf_counter() - t0:.0f} s ({jobs} processes)", file=sys.stderr)
             return rc
+        compile_cache.enable(output_folder(args.out, args.quick) / "cache" / "jax")
         rc = 0
         old = [f for f in args.fig if f not in EXTRA_FIGURES]
         new = [f for f in args.fig if f in EXTRA_FIGURES]

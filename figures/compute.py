@@ -415,6 +415,11 @@ def make_figure(spec: FigureSpec, sigma: str, out_dir: Path, *, D: int, seeds: i
                 Ds=tuple(Ds) if markers == "extrapolated" else ())
 
 
+def output_folder(out: str | Path | None, quick: bool) -> Path:
+    """The output folder: ``out``, else ``figures/paper`` (the README's figures), quick ``figures/out``."""
+    return Path(out if out is not None else ("figures/out" if quick else "figures/paper"))
+
+
 def make(*, figs: Sequence[int] = (1, 2, 3, 4), sigmas: Sequence[str] = ("linear", "softmax"), quick: bool = False,
          D: int | None = None, seeds: int = 2, out: str | Path | None = None, simulations: bool = True,
          theory_lines: bool = True, executor: Any = None, markers: str = "D", Ds: Sequence[int] = ()) -> int:
@@ -428,7 +433,7 @@ def make(*, figs: Sequence[int] = (1, 2, 3, 4), sigmas: Sequence[str] = ("linear
     """
     D = D if D is not None else (60 if quick else 150)
     n_mc = N_MC[1] if quick else N_MC[0]
-    out_dir = Path(out if out is not None else ("figures/out" if quick else "figures/paper"))
+    out_dir = output_folder(out, quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     timings = []

@@ -20,11 +20,13 @@ def make_extra(figs: Sequence[int], sigmas: Sequence[str], *, quick: bool = Fals
     folder as :func:`figures.make`: ``out``, else ``figures/paper`` (quick: ``figures/out``)."""
     import importlib
 
+    from figures.compute import output_folder
+
     if not theory_lines:
         print(f"[paper_figs] figures {', '.join(map(str, figs))}: theory only, left out with --no-theory",
               file=sys.stderr, flush=True)
         return 0
-    out_dir = Path(out if out is not None else ("figures/out" if quick else "figures/paper"))
+    out_dir = output_folder(out, quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for sigma in sigmas:

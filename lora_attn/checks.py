@@ -20,7 +20,7 @@ SEED_MAX = 2**63 - 1
 
 #: Parameters only the fine-tuning uses, and only the pre-training uses (MODEL.md §3, §5).
 FINETUNE_ONLY = ("alpha_prime", "lam_prime", "reuse", "recalibrate", "active_rho", "pool_ratio", "rank",
-                 "teacher_rank")
+                 "teacher_rank", "teacher_law")
 PRETRAIN_ONLY = ("kappa0", "kappa", "alpha", "lam")
 
 
@@ -112,6 +112,13 @@ def _check_sweep(args: argparse.Namespace, given: set[str]) -> list[str]:
 
 
 def _check_theory(args: argparse.Namespace, given: set[str]) -> list[str]:
+    # with --stage pretrain the warning for every fine-tuning parameter (FINETUNE_ONLY) covers it
+    simulated_only = [] if args.stage == "pretrain" else _unused(
+        given, ("teacher_law",), "by the theory (it sets the simulated teacher; as D → ∞ both laws give q0 = I)")
+    return simulated_only + _check_theory_stage(args, given)
+
+
+def _check_theory_stage(args: argparse.Namespace, given: set[str]) -> list[str]:
     if args.stage != "finetune":
         _refuse(given, ("pretrain",), f"to --stage {args.stage}: the pre-training order parameters are solved "
                                       "(--pretrain feeds --stage finetune)")

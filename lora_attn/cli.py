@@ -232,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"lora-attn {args.command}: warning: {warning}", file=sys.stderr)
         # the library (JAX, the solvers) is loaded only once the parameters are known to be valid
         commands = importlib.import_module("lora_attn.commands")
+        from model import compile_cache
+
+        compile_cache.enable(compile_cache.user_folder())
         return getattr(commands, f"cmd_{args.command_name}")(args, params)
     except ParameterError as err:
         print(f"lora-attn: error: {err}", file=sys.stderr)

@@ -20,6 +20,8 @@ Recalibration = Union[float, Literal["delta", "error", "optimal"], None]
 #: Named recalibrations: ``delta`` = ``M/Q`` (the ``Δ_eff`` minimiser), ``error`` = the ``E_ft`` minimiser over
 #: ``β_W`` (found by the theory), ``optimal`` = the deprecated name of ``delta``.
 RECALIBRATIONS = ("delta", "error", "optimal")
+#: Laws of the simulated fine-tuning teacher ``U*`` (:func:`simulate.data.sample_teacher`).
+TEACHER_LAWS = ("gaussian", "orthogonal")
 
 
 class ParameterError(ValueError):
@@ -96,6 +98,13 @@ class Params:
         metadata=_doc("r*", "rank of the fine-tuning teacher (U* ∈ R^{D×r*}, MODEL.md §8), an integer r* ≥ 1", int,
                       omit_at_default=True),
     )
+    teacher_law: str = field(
+        default="gaussian",
+        metadata=_doc("U*", "law of the simulated fine-tuning teacher: 'gaussian' (i.i.d. N(0,1) entries, MODEL.md "
+                      "§8) or 'orthogonal' (U*ᵀU*/D = I exactly at every D: Haar-orthogonal columns of norm √D), a "
+                      "finite-size control with the same D → ∞ theory", str, omit_at_default=True,
+                      choices=TEACHER_LAWS),
+    )
 
     def __post_init__(self) -> None:
         # numpy (or other numbers.Real) scalars are taken wherever Python numbers are, and stored as Python ones
@@ -113,8 +122,9 @@ class Params:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``{name: value}`` (JSON-serialisable; ``inf`` stays a float). The rank fields
-        (``rank``, ``teacher_rank``) appear only when they differ from 1 (:data:`OMITTED_AT_DEFAULT`), so a
-        rank-one point has the dictionary, table columns and cache keys it had before ranks existed;
+        (``rank``, ``teacher_rank``) and ``teacher_law`` appear only when they differ from their defaults (1, 1,
+        ``'gaussian'``; :data:`OMITTED_AT_DEFAULT`), so a rank-one point has the dictionary, table columns and
+        cache keys it had before they existed;
         ``Params(**d)`` restores the defaults."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if not (f.metadata["omit_at_default"] and getattr(self, f.name) == f.default)}
@@ -197,6 +207,8 @@ def _validate(p: Params) -> None:
     if p.active_rho is not None:
         _check("active_rho", p.active_rho, lambda x: 0 < x <= 1, "0 < active_rho ≤ 1")
     _check("pool_ratio", p.pool_ratio, lambda x: x > 0, "pool_ratio > 0")
+    if p.teacher_law not in TEACHER_LAWS:
+        raise ParameterError(f"teacher_law = {p.teacher_law!r} is unknown: allowed one of {', '.join(TEACHER_LAWS)}")
     for name in ("rank", "teacher_rank"):
         v = getattr(p, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -211,7 +223,7 @@ def _validate(p: Params) -> None:
 #: Every parameter name, in field order (the columns of a table's parameter part).
 PARAM_NAMES = tuple(f.name for f in dataclasses.fields(Params))
 
-#: The fields :meth:`Params.to_dict` leaves out while they have their default (1).
+#: The fields :meth:`Params.to_dict` leaves out while they have their default (the ranks, 1; the teacher law, gaussian).
 OMITTED_AT_DEFAULT = tuple(f.name for f in dataclasses.fields(Params) if f.metadata["omit_at_default"])
 
 #: The parameters the pre-training depends on (MODEL.md §3): none of the fine-tuning ones.

@@ -64,12 +64,31 @@ class Batch:
         return activation(self.A0 + self.R_star + jnp.sqrt(delta) * self.Z, sigma, beta)
 
 
-def sample_teacher(key: Array, D: int, P0: int, teacher_rank: int | None = None) -> Teacher:
+def sample_teacher(key: Array, D: int, P0: int, teacher_rank: int | None = None, law: str = "gaussian") -> Teacher:
     """``W0`` with ``P0`` columns and ``w*`` (``teacher_rank=None``) or ``U* ∈ R^{D×r*}`` (``teacher_rank = r*``),
-    all entries i.i.d. N(0, 1). ``U*`` at ``r* = 1`` holds exactly the entries of ``w*`` (same key, same draws)."""
+    all entries i.i.d. N(0, 1). ``U*`` at ``r* = 1`` holds exactly the entries of ``w*`` (same key, same draws).
+
+    ``law = 'orthogonal'`` (``Params.teacher_law``): the same draws made orthogonal, ``U* = √D·G R⁻¹`` from the
+    QR factorisation ``G = QR`` with ``diag R > 0`` (Haar-distributed columns), so that ``q0 = U*ᵀU*/D = I`` at
+    every ``D``, not only as ``D → ∞`` (for a vector: ``w* = √D·g/‖g‖``). ``W0`` is the same under both laws."""
     k0, k1 = jax.random.split(key)
     shape = (D,) if teacher_rank is None else (D, int(teacher_rank))
-    return Teacher(W0=jax.random.normal(k0, (D, P0)), w_star=jax.random.normal(k1, shape))
+    u = jax.random.normal(k1, shape)
+    if law == "orthogonal":
+        u = orthogonal_columns(u)
+    elif law != "gaussian":
+        raise ValueError(f"law = {law!r} is unknown: allowed 'gaussian' or 'orthogonal'")
+    return Teacher(W0=jax.random.normal(k0, (D, P0)), w_star=u)
+
+
+def orthogonal_columns(g: Array) -> Array:
+    """``√D·Q`` with ``g = QR``, ``diag R > 0``: columns orthogonal with squared norm ``D`` spanning those of ``g``
+    (a vector: ``√D·g/‖g‖``)."""
+    D = g.shape[0]
+    if g.ndim == 1:
+        return jnp.sqrt(D) * g / jnp.linalg.norm(g)
+    q, r = jnp.linalg.qr(g)
+    return jnp.sqrt(D) * q * jnp.sign(jnp.diag(r))[None, :]
 
 
 def sample_batch(key: Array, n: int, T: int, teacher: Teacher, chunk: int | None = None) -> Batch:

@@ -219,7 +219,8 @@ def run_seed(
         ("teacher", "pretrain", "init_W", "finetune", "test", "init_w", "pool", "random_subset"))}
 
     matrix = matrix_lora or not p.rank_one
-    teacher = sample_teacher(k["teacher"], D, sz.P0, teacher_rank=p.teacher_rank if matrix else None)
+    teacher = sample_teacher(k["teacher"], D, sz.P0, teacher_rank=p.teacher_rank if matrix else None,
+                             law=p.teacher_law)
     pre = sample_batch(k["pretrain"], sz.N, p.T, teacher)
     B_pre = pre.pretrain_target(p.delta, p.sigma, p.beta)
     solver_id = pretrain_solver if train_gram == "tokens" else f"{pretrain_solver}/gram={train_gram}"

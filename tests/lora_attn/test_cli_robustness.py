@@ -263,6 +263,13 @@ def test_unused_model_flags_are_warned_about(fakes):
     assert rc == 0 and "warning: --lam-prime is not used by --stage pretrain" in err and "--n-mc is not used" in err
 
 
+def test_the_simulated_teacher_law_is_a_warning_for_the_theory(fakes):
+    rc, _, err = _run(["theory", "--sigma", "linear", "--teacher-rank", "2", "--teacher-law", "orthogonal"])
+    assert rc == 0 and "warning: --teacher-law is not used by the theory" in err
+    rc, _, err = _run(["theory", "--sigma", "linear", "--teacher-law", "haar"])
+    assert rc == 2 and "--teacher-law" in err and "gaussian" in err
+
+
 def test_strict_json_with_infinite_and_missing_values(fakes):
     fakes.mode = "inf"
     for argv in (["theory", "--sigma", "linear", "--lam-prime", "inf", "--json"],
