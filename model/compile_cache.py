@@ -3,9 +3,9 @@
 Every ``lora-attn`` command, every worker of ``--executor local`` and every process of ``paper_figs.py --jobs N``
 compiles the same channel, prox and simulation programs (3–10 s of CPU each on the 2-core CPU,
 ``BENCHMARKS.md``). With :func:`enable` the first process to compile a program stores it in a folder and later
-ones load it (the setting is also put in the environment, so processes started afterwards share it). A cached program is the one XLA would
-compile again, so results are unchanged, bit for bit. Nothing here is needed for correctness; a folder that
-cannot be created only means no cache.
+ones load it (the setting is also put in the environment, so processes started afterwards share it). A cached
+program is the one XLA would compile again, so results are unchanged, bit for bit. Nothing here is needed for
+correctness; a folder that cannot be created only means no cache.
 
 Where: the environment variable :data:`ENV` names the folder (``off`` or ``0``: no cache); else the command line
 uses ``$XDG_CACHE_HOME/lora-attn/jax`` (``~/.cache/lora-attn/jax``) and ``paper_figs.py`` ``<out>/cache/jax``.

@@ -19,7 +19,8 @@ from simulate.layer import attention_preactivation, lora_preactivation, token_gr
 @dataclass(frozen=True)
 class Teacher:
     """Pre-training teacher ``W0 ∈ R^{D×P0}`` and fine-tuning direction ``w* ∈ R^D``, i.i.d. N(0, 1); for a
-    teacher of rank ``r*`` (MODEL.md §8) ``w_star`` is the matrix ``U* ∈ R^{D×r*}``."""
+    teacher of rank ``r*`` (MODEL.md §8) ``w_star`` is the matrix ``U* ∈ R^{D×r*}`` (with orthogonal columns under
+    ``Params.teacher_law = 'orthogonal'``, :func:`sample_teacher`)."""
 
     W0: Array
     w_star: Array
