@@ -60,7 +60,7 @@ import numpy as np
 
 from model.laws import goe_like
 from model.params import ParameterError, Params
-from theory.bayes.finetune import _check_mc, _validate, antithetic_normals, delta_bo
+from theory.bayes.finetune import BayesFinetuneResult, _check_mc, _validate, antithetic_normals, delta_bo
 from theory.fixed_point import fixed_point
 from theory.states import PretrainState
 
@@ -69,8 +69,9 @@ N_PAIRS = 4
 
 
 @dataclass(frozen=True)
-class BayesFinetuneRankResult:
-    """Bayes-optimal rank-``r*`` fine-tuning at the state-evolution fixed point.
+class BayesFinetuneRankResult(BayesFinetuneResult):
+    """Bayes-optimal rank-``r*`` fine-tuning at the state-evolution fixed point: the fields of the rank-one
+    :class:`theory.bayes.finetune.BayesFinetuneResult` (read per direction) and the matrix ones.
 
     Attributes:
         teacher_rank: ``r*``.
@@ -91,24 +92,7 @@ class BayesFinetuneRankResult:
     teacher_rank: int
     q_matrix: tuple[tuple[float, ...], ...]
     tr_q_BO: float
-    q_BO: float
     q_aniso: float
-    q_se: float
-    q_hat: float
-    q_hat_se: float
-    E_ft_BO: float
-    E_ft_BO_se: float
-    E_ft_BO_se_q: float
-    E_prior: float
-    alpha_c: float
-    alpha_c_se: float
-    delta_BO: float
-    ess_min: float
-    ess_median: float
-    converged: bool
-    n_steps: int
-    residual: float
-    status: str
 
 
 # ------------------------------------------------------------------------------- building blocks

@@ -87,10 +87,10 @@ def test_importance_sampler_matches_brute_force(project):
         gram_bf = jnp.einsum("k,kal,kan->ln", w, chi, chi)
         assert ess > 50 and ess_bf > 500
         se = np.sqrt(np.asarray(var_bf) * (1 / ess + 1 / ess_bf))
-        assert np.all(np.abs(np.asarray(mean - mean_bf)) < 5 * se + 1e-3), seed
+        assert np.all(np.abs(np.asarray(mean - mean_bf)) < 5 * se), seed  # se ≥ 0.017 here
         per = jnp.einsum("kal,kan->kln", chi, chi)
         se_gram = np.sqrt(np.asarray(jnp.einsum("k,kln->ln", w, per**2) - gram_bf**2) * (1 / ess + 1 / ess_bf))
-        assert np.all(np.abs(np.asarray(gram - gram_bf)) < 5 * se_gram + 1e-3), seed
+        assert np.all(np.abs(np.asarray(gram - gram_bf)) < 5 * se_gram), seed
         assert np.allclose(np.trace(np.asarray(second)), np.trace(np.asarray(gram)), rtol=1e-10)
 
 
@@ -174,7 +174,7 @@ def test_weak_recovery_threshold_and_the_uninformed_fixed_point():
     s = 1e-4
     gg, _ = fr.QhatMap(p, PRE, n_outer=NO, n_inner=NI, seed=4).samples(s * np.eye(2))
     g = np.trace(gg, axis1=1, axis2=2) / 2 / s
-    assert abs(g.mean() - 1 / ac) < 4 * math.hypot(g.std(ddof=1) / math.sqrt(NO), ac_se / ac**2) + 0.02 / ac
+    assert abs(g.mean() - 1 / ac) < 4 * math.hypot(g.std(ddof=1) / math.sqrt(NO), ac_se / ac**2)
     # well below: q = 0 attracts. (At these sizes the Monte-Carlo map's slope at q → 0 is noisy, up to twice
     # its mean along one direction, so 0.5 α'_c is not safely below for the fixed draws.)
     below = fr.solve_bayes_finetune_rank(p.replace(alpha_prime=0.25 * ac), PRE, **FAST)
@@ -187,8 +187,10 @@ def test_large_alpha_prime_recovers_the_teacher():
     p = _p(r=2, alpha_prime=1e4)
     b = fr.solve_bayes_finetune_rank(p, PRE, **FAST)
     assert b.converged
-    assert np.allclose(np.array(b.q_matrix), np.eye(2), atol=2e-3)
-    assert b.E_ft_BO == pytest.approx(6 * b.delta_BO, rel=0.01)
+    # I − q = (I + q̂)⁻¹ with q̂ ≈ α'G, G ≳ 1 here: within 1/α' = 1e-4 (measured 9e-6); the linear error
+    # 6(Δ_BO + 2 Tr(qV) + Tr V²), V = I − q, is then 6Δ_BO to 2·2·1e-4/Δ_BO ≈ 7e-4 relative (measured 6e-5)
+    assert np.allclose(np.array(b.q_matrix), np.eye(2), atol=1e-4)
+    assert b.E_ft_BO == pytest.approx(6 * b.delta_BO, rel=1e-3)
     assert b.E_prior == pytest.approx(6 * (b.delta_BO + 2), rel=1e-12)
 
 
