@@ -47,3 +47,21 @@ def test_a_study_writes_its_table_plot_and_text(tmp_path, monkeypatch):
     assert seen["params"].alpha_prime == 10.0
     for suffix in ("csv", "png", "txt"):
         assert (tmp_path / "out" / f"softmax_finetune.{suffix}").exists()
+
+
+def test_the_pretraining_study_pins_the_theory_with_more_replicas(tmp_path, monkeypatch):
+    """The softmax pre-training gap in question (~0.01 in Q) needs the theory's Q to ±0.0003, not the 4-replica
+    default of validate (README, *The large-D study*)."""
+    seen = {}
+    table = pd.DataFrame({"observable": ["Q"], "D": [200], "gap": [0.01], "sem": [0.002], "theory_sem": [0.0],
+                          "verdict": ["agree"]})
+
+    def fake_validation(params, **kw):
+        seen.update(kw)
+        return ValidationRun(validation=Validation(table=table, verdict="agree"), converged=True)
+
+    monkeypatch.setattr(fss, "run_validation", fake_validation)
+    monkeypatch.setattr(fss, "plot_validation", lambda v, path: open(path, "w").close())
+    monkeypatch.setattr(fss, "format_table", lambda v: "table")
+    fss.run_study("softmax_pretrain", Ds=(200, 400, 800), seeds=8, out=tmp_path / "out")
+    assert seen["replicas"] == fss.PINNED_REPLICAS >= 16
