@@ -30,10 +30,13 @@ def test_bad_input_exits_2_before_any_work(argv, tmp_path, monkeypatch):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == exit_codes.BAD_INPUT
 
 
-def test_a_study_writes_its_table_plot_and_text(tmp_path, monkeypatch):
+@pytest.fixture
+def faked_validation(monkeypatch) -> dict:
+    """The study's validation, plot and text faked: returns the dict that receives ``run_validation``'s
+    arguments (``params`` and the keywords)."""
     table = pd.DataFrame({"observable": ["Q", "Q"], "D": [200, 400], "gap": [0.01, 0.005], "sem": [0.002, 0.002],
                           "theory_sem": [0.0, 0.0], "verdict": ["agree", "agree"]})
-    seen = {}
+    seen: dict = {}
 
     def fake_validation(params, **kw):
         seen.update(kw, params=params)
@@ -42,26 +45,20 @@ def test_a_study_writes_its_table_plot_and_text(tmp_path, monkeypatch):
     monkeypatch.setattr(fss, "run_validation", fake_validation)
     monkeypatch.setattr(fss, "plot_validation", lambda v, path: open(path, "w").close())
     monkeypatch.setattr(fss, "format_table", lambda v: "table")
+    return seen
+
+
+def test_a_study_writes_its_table_plot_and_text(tmp_path, faked_validation):
     fss.run_study("softmax_finetune", Ds=(200, 400, 800), seeds=8, out=tmp_path / "out")
+    seen = faked_validation
     assert seen["pretrain_from"] == "simulation" and seen["criterion"] == "extrapolated"
     assert seen["params"].alpha_prime == 10.0
     for suffix in ("csv", "png", "txt"):
         assert (tmp_path / "out" / f"softmax_finetune.{suffix}").exists()
 
 
-def test_the_pretraining_study_pins_the_theory_with_more_replicas(tmp_path, monkeypatch):
+def test_the_pretraining_study_pins_the_theory_with_more_replicas(tmp_path, faked_validation):
     """The softmax pre-training gap in question (~0.01 in Q) needs the theory's Q to ±0.0003, not the 4-replica
     default of validate (README, *The large-D study*)."""
-    seen = {}
-    table = pd.DataFrame({"observable": ["Q"], "D": [200], "gap": [0.01], "sem": [0.002], "theory_sem": [0.0],
-                          "verdict": ["agree"]})
-
-    def fake_validation(params, **kw):
-        seen.update(kw)
-        return ValidationRun(validation=Validation(table=table, verdict="agree"), converged=True)
-
-    monkeypatch.setattr(fss, "run_validation", fake_validation)
-    monkeypatch.setattr(fss, "plot_validation", lambda v, path: open(path, "w").close())
-    monkeypatch.setattr(fss, "format_table", lambda v: "table")
     fss.run_study("softmax_pretrain", Ds=(200, 400, 800), seeds=8, out=tmp_path / "out")
-    assert seen["replicas"] == fss.PINNED_REPLICAS >= 16
+    assert faked_validation["replicas"] == fss.PINNED_REPLICAS >= 16
